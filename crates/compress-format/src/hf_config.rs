@@ -1,0 +1,496 @@
+//! Hugging Face `config.json` for Llama-family causal LMs.
+//!
+//! The file is a flat JSON object written by `transformers`. The keys read
+//! here are the model hyper-parameters (`hidden_size`, `num_hidden_layers`,
+//! ...), the architecture (`architectures[0]`, falling back to `model_type`),
+//! RoPE settings and token ids. Two RoPE layouts exist:
+//!
+//! * transformers 4: `rope_theta` plus an optional `rope_scaling` object
+//!   (`{"rope_type" | "type": "llama3" | "linear" | ..., "factor": ...}`);
+//! * transformers 5: a single `rope_parameters` object holding `rope_theta`,
+//!   `rope_type` and the scaling fields (`rope_type: "default"` = no scaling).
+//!
+//! The whole original object is kept in [`HfConfig::raw`]; saving writes every
+//! key back and overwrites only the typed fields whose values were changed,
+//! so unknown keys survive a load/save round trip.
+
+mod parse;
+mod write_back;
+
+use crate::atomic::write_atomic;
+use crate::error::{FormatError, Result};
+use parse::json_kind;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// Model architectures this toolkit understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Architecture {
+    /// `LlamaForCausalLM` (Llama 2/3, TinyLlama, SmolLM, ...).
+    Llama,
+    /// `Qwen2ForCausalLM` (Qwen2 / Qwen2.5; biased q/k/v projections).
+    Qwen2,
+    /// `MistralForCausalLM`.
+    Mistral,
+}
+
+impl Architecture {
+    /// All supported architectures.
+    pub const ALL: [Architecture; 3] = [Self::Llama, Self::Qwen2, Self::Mistral];
+
+    /// The `architectures[0]` class name, e.g. `LlamaForCausalLM`.
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Self::Llama => "LlamaForCausalLM",
+            Self::Qwen2 => "Qwen2ForCausalLM",
+            Self::Mistral => "MistralForCausalLM",
+        }
+    }
+
+    /// The `model_type` string, e.g. `llama`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Mistral => "mistral",
+        }
+    }
+
+    /// Parses an `architectures[0]` class name.
+    pub fn from_hf_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.hf_name() == name)
+    }
+
+    /// Parses a `model_type` string.
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.model_type() == model_type)
+    }
+}
+
+/// RoPE scaling parameters (`rope_scaling`, or the scaling part of `rope_parameters`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RopeScaling {
+    /// Scaling kind: `"llama3"`, `"linear"`, `"dynamic"`, `"yarn"`, ...
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    /// Scaling factor.
+    pub factor: f64,
+    /// Llama-3 low-frequency factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_freq_factor: Option<f64>,
+    /// Llama-3 high-frequency factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_freq_factor: Option<f64>,
+    /// Context length the model was pre-trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+/// Typed view of a Hugging Face `config.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HfConfig {
+    /// Model architecture.
+    pub architecture: Architecture,
+    /// Residual stream width.
+    pub hidden_size: usize,
+    /// MLP inner width.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Number of query heads.
+    pub num_attention_heads: usize,
+    /// Number of key/value heads (GQA); defaults to `num_attention_heads`.
+    pub num_key_value_heads: usize,
+    /// Per-head dimension (explicit `head_dim` or `hidden_size / num_attention_heads`).
+    pub head_dim: usize,
+    /// RoPE base frequency.
+    pub rope_theta: f64,
+    /// RoPE scaling, if any.
+    pub rope_scaling: Option<RopeScaling>,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Maximum context length.
+    pub max_position_embeddings: usize,
+    /// Whether `lm_head` shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Whether q/k/v projections have a bias.
+    pub attention_bias: bool,
+    /// Beginning-of-sequence token id.
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence token ids (`eos_token_id` may be an int or a list).
+    pub eos_token_ids: Vec<u32>,
+    /// Stored weight dtype (`dtype` or `torch_dtype`), e.g. `"bfloat16"`.
+    pub torch_dtype: Option<String>,
+    /// The whole original JSON object.
+    pub raw: Map<String, Value>,
+}
+
+impl HfConfig {
+    /// Reads and parses `config.json` at `path`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
+        Self::from_json(&text, path)
+    }
+
+    /// Parses config JSON text; `path` is used in error messages.
+    pub fn from_json(json: &str, path: &Path) -> Result<Self> {
+        let value: Value = serde_json::from_str(json).map_err(|source| FormatError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match value {
+            Value::Object(raw) => Self::from_raw(raw, path),
+            other => Err(FormatError::invalid(
+                path,
+                "<root>",
+                format!("expected a JSON object, got {}", json_kind(&other)),
+            )),
+        }
+    }
+
+    /// Checks the typed fields for consistency; errors name `path` and the key.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let sizes = [
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+            ("vocab_size", self.vocab_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        for (key, v) in sizes {
+            if v == 0 {
+                return Err(FormatError::invalid(path, key, "must be > 0"));
+            }
+        }
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
+            return Err(FormatError::invalid(
+                path,
+                "num_key_value_heads",
+                format!(
+                    "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                    self.num_attention_heads, self.num_key_value_heads
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(FormatError::invalid(
+                    path,
+                    key,
+                    format!("must be a finite number > 0, got {v}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `o_proj` has a bias (Llama with `attention_bias`; never Qwen2/Mistral).
+    pub fn o_proj_bias(&self) -> bool {
+        self.attention_bias && self.architecture == Architecture::Llama
+    }
+
+    /// Whether the MLP projections have biases (Llama `mlp_bias`).
+    pub fn mlp_bias(&self) -> bool {
+        self.architecture == Architecture::Llama
+            && self
+                .raw
+                .get("mlp_bias")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+    }
+
+    /// Pretty JSON of `raw` with changed typed fields written over it (ends with a newline).
+    pub fn to_json_string(&self) -> String {
+        let mut out = self.raw.clone();
+        let orig = Self::from_raw(self.raw.clone(), Path::new("config.json")).ok();
+        write_back::write_back(self, orig.as_ref(), &mut out);
+        let mut s = serde_json::to_string_pretty(&Value::Object(out))
+            .expect("serializing a serde_json::Value cannot fail");
+        s.push('\n');
+        s
+    }
+
+    /// Atomically writes [`Self::to_json_string`] to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, self.to_json_string().as_bytes())
+    }
+
+    /// Total parameter count of the model this config describes.
+    pub fn num_parameters(&self) -> usize {
+        let h = self.hidden_size;
+        let q = self.num_attention_heads * self.head_dim;
+        let kv = self.num_key_value_heads * self.head_dim;
+        let i = self.intermediate_size;
+        let qkv_bias = if self.attention_bias { q + 2 * kv } else { 0 };
+        let o_bias = if self.o_proj_bias() { h } else { 0 };
+        let mlp_bias = if self.mlp_bias() { 2 * i + h } else { 0 };
+        let attn = h * q + 2 * h * kv + q * h + qkv_bias + o_bias;
+        let mlp = 3 * h * i + mlp_bias;
+        let layer = attn + mlp + 2 * h;
+        let embed = self.vocab_size * h;
+        let lm_head = if self.tie_word_embeddings { 0 } else { embed };
+        embed + self.num_hidden_layers * layer + h + lm_head
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const LLAMA32_1B: &str = r#"{
+      "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+      "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "head_dim": 64,
+      "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+      "intermediate_size": 8192, "max_position_embeddings": 131072, "mlp_bias": false,
+      "model_type": "llama", "num_attention_heads": 32, "num_hidden_layers": 16,
+      "num_key_value_heads": 8, "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+      "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                       "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+      "rope_theta": 500000.0, "tie_word_embeddings": true, "torch_dtype": "bfloat16",
+      "transformers_version": "4.45.0.dev0", "use_cache": true, "vocab_size": 128256
+    }"#;
+
+    pub(crate) const QWEN25_05B: &str = r#"{
+      "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+      "eos_token_id": 151643, "hidden_act": "silu", "hidden_size": 896,
+      "initializer_range": 0.02, "intermediate_size": 4864, "max_position_embeddings": 32768,
+      "max_window_layers": 24, "model_type": "qwen2", "num_attention_heads": 14,
+      "num_hidden_layers": 24, "num_key_value_heads": 2, "rms_norm_eps": 1e-06,
+      "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": true,
+      "torch_dtype": "bfloat16", "transformers_version": "4.40.1", "use_cache": true,
+      "use_sliding_window": false, "vocab_size": 151936
+    }"#;
+
+    pub(crate) const TF5_LLAMA: &str = r#"{
+      "architectures": ["LlamaForCausalLM"], "dtype": "bfloat16", "hidden_size": 64,
+      "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+      "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "vocab_size": 100, "eos_token_id": null,
+      "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+    }"#;
+
+    pub(crate) fn parse(json: &str) -> Result<HfConfig> {
+        HfConfig::from_json(json, Path::new("/models/x/config.json"))
+    }
+
+    fn with(json: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> String {
+        let mut v: Map<String, Value> = serde_json::from_str(json).unwrap();
+        edit(&mut v);
+        serde_json::to_string(&v).unwrap()
+    }
+
+    #[test]
+    fn parses_llama3_config() {
+        let c = parse(LLAMA32_1B).unwrap();
+        assert_eq!(c.architecture, Architecture::Llama);
+        assert_eq!(
+            (c.hidden_size, c.intermediate_size, c.num_hidden_layers),
+            (2048, 8192, 16)
+        );
+        assert_eq!(
+            (c.num_attention_heads, c.num_key_value_heads, c.head_dim),
+            (32, 8, 64)
+        );
+        assert_eq!(c.rope_theta, 500000.0);
+        let rs = c.rope_scaling.as_ref().unwrap();
+        assert_eq!(rs.rope_type, "llama3");
+        assert_eq!(rs.factor, 32.0);
+        assert_eq!(
+            (rs.low_freq_factor, rs.high_freq_factor),
+            (Some(1.0), Some(4.0))
+        );
+        assert_eq!(rs.original_max_position_embeddings, Some(8192));
+        assert_eq!(c.rms_norm_eps, 1e-5);
+        assert_eq!((c.vocab_size, c.max_position_embeddings), (128256, 131072));
+        assert!(c.tie_word_embeddings && !c.attention_bias);
+        assert_eq!(c.bos_token_id, Some(128000));
+        assert_eq!(c.eos_token_ids, vec![128001, 128008, 128009]);
+        assert_eq!(c.torch_dtype.as_deref(), Some("bfloat16"));
+        // Published parameter count of Llama-3.2-1B.
+        assert_eq!(c.num_parameters(), 1_235_814_400);
+    }
+
+    #[test]
+    fn parses_qwen2_config_with_default_bias() {
+        let c = parse(QWEN25_05B).unwrap();
+        assert_eq!(c.architecture, Architecture::Qwen2);
+        assert!(c.attention_bias, "Qwen2 defaults to q/k/v bias");
+        assert!(!c.o_proj_bias());
+        assert!(c.tie_word_embeddings);
+        assert_eq!(c.head_dim, 64);
+        assert_eq!(c.eos_token_ids, vec![151643]);
+        assert!(c.rope_scaling.is_none());
+        // Published parameter count of Qwen2.5-0.5B.
+        assert_eq!(c.num_parameters(), 494_032_768);
+    }
+
+    #[test]
+    fn parses_transformers5_rope_parameters() {
+        let c = parse(TF5_LLAMA).unwrap();
+        assert_eq!(c.rope_theta, 500000.0);
+        let rs = c.rope_scaling.clone().unwrap();
+        assert_eq!((rs.rope_type.as_str(), rs.factor), ("llama3", 8.0));
+        assert_eq!(c.torch_dtype.as_deref(), Some("bfloat16"));
+        assert!(c.eos_token_ids.is_empty());
+        assert_eq!(c.head_dim, 16);
+        assert_eq!(c.max_position_embeddings, 2048);
+
+        let plain = with(TF5_LLAMA, |m| {
+            m.insert(
+                "rope_parameters".into(),
+                serde_json::json!({"rope_theta": 1e6, "rope_type": "default"}),
+            );
+        });
+        let c = parse(&plain).unwrap();
+        assert_eq!(c.rope_theta, 1e6);
+        assert!(c.rope_scaling.is_none());
+
+        // Editing scaling writes back into rope_parameters, not a new rope_scaling key.
+        let mut c2 = c.clone();
+        c2.rope_scaling = Some(RopeScaling {
+            rope_type: "linear".into(),
+            factor: 2.0,
+            low_freq_factor: None,
+            high_freq_factor: None,
+            original_max_position_embeddings: None,
+        });
+        c2.rope_theta = 2e6;
+        let json = c2.to_json_string();
+        let v: Value = serde_json::from_str(&json).unwrap();
+        assert!(v.get("rope_scaling").is_none() && v.get("rope_theta").is_none());
+        assert_eq!(v["rope_parameters"]["rope_type"], "linear");
+        let back = parse(&json).unwrap();
+        assert_eq!(
+            back,
+            HfConfig {
+                raw: back.raw.clone(),
+                ..c2
+            }
+        );
+    }
+
+    #[test]
+    fn missing_and_invalid_keys_are_named() {
+        let err = parse(&with(LLAMA32_1B, |m| {
+            m.remove("hidden_size");
+        }))
+        .unwrap_err();
+        assert!(matches!(&err, FormatError::MissingKey { key, .. } if key == "hidden_size"));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/models/x/config.json") && msg.contains("hidden_size"),
+            "{msg}"
+        );
+
+        let err = parse(&with(LLAMA32_1B, |m| {
+            m.insert("num_key_value_heads".into(), Value::from(5));
+        }))
+        .unwrap_err();
+        assert!(
+            matches!(&err, FormatError::InvalidValue { key, .. } if key == "num_key_value_heads")
+        );
+
+        let err = parse(&with(LLAMA32_1B, |m| {
+            m.insert("vocab_size".into(), Value::from(0));
+        }))
+        .unwrap_err();
+        assert!(matches!(&err, FormatError::InvalidValue { key, .. } if key == "vocab_size"));
+
+        let err = parse(&with(LLAMA32_1B, |m| {
+            m.insert("hidden_size".into(), Value::from("big"));
+        }))
+        .unwrap_err();
+        assert!(matches!(&err, FormatError::InvalidValue { key, .. } if key == "hidden_size"));
+
+        let err = parse(&with(LLAMA32_1B, |m| {
+            m.get_mut("rope_scaling")
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .remove("factor");
+        }))
+        .unwrap_err();
+        assert!(
+            matches!(&err, FormatError::MissingKey { key, .. } if key == "rope_scaling.factor")
+        );
+
+        let err = parse(&with(TF5_LLAMA, |m| {
+            m.insert("hidden_size".into(), Value::from(66));
+        }))
+        .unwrap_err();
+        assert!(matches!(&err, FormatError::InvalidValue { key, .. } if key == "hidden_size"));
+
+        assert!(matches!(parse("{not json"), Err(FormatError::Json { .. })));
+        assert!(matches!(
+            parse("[1]"),
+            Err(FormatError::InvalidValue { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_architecture_and_model_type_fallback() {
+        let err = parse(&with(LLAMA32_1B, |m| {
+            m.insert(
+                "architectures".into(),
+                serde_json::json!(["GPT2LMHeadModel"]),
+            );
+        }))
+        .unwrap_err();
+        assert!(
+            matches!(&err, FormatError::UnknownArchitecture { arch, .. } if arch == "GPT2LMHeadModel")
+        );
+
+        let c = parse(&with(QWEN25_05B, |m| {
+            m.remove("architectures");
+        }))
+        .unwrap();
+        assert_eq!(c.architecture, Architecture::Qwen2);
+        let mistral = with(LLAMA32_1B, |m| {
+            m.remove("architectures");
+            m.insert("model_type".into(), Value::from("mistral"));
+        });
+        assert_eq!(parse(&mistral).unwrap().architecture, Architecture::Mistral);
+        let err = parse(&with(LLAMA32_1B, |m| {
+            m.remove("architectures");
+            m.remove("model_type");
+        }))
+        .unwrap_err();
+        assert!(matches!(&err, FormatError::MissingKey { key, .. } if key == "architectures"));
+    }
+
+    #[test]
+    fn explicit_head_dim_and_legacy_type_alias() {
+        let json = with(TF5_LLAMA, |m| {
+            m.insert("head_dim".into(), Value::from(32));
+            m.remove("rope_parameters");
+            m.insert(
+                "rope_scaling".into(),
+                serde_json::json!({"type": "linear", "factor": 4}),
+            );
+            m.insert("attention_bias".into(), Value::from(true));
+        });
+        let c = parse(&json).unwrap();
+        assert_eq!(c.head_dim, 32);
+        assert_eq!(c.rope_theta, 10000.0);
+        assert_eq!(c.rope_scaling.as_ref().unwrap().rope_type, "linear");
+        assert_eq!(c.rope_scaling.as_ref().unwrap().factor, 4.0);
+        assert!(c.attention_bias && c.o_proj_bias());
+        // q: 64*128+128, k/v: 64*64+64 each, o: 128*64+64, mlp 3*64*128, norms 128.
+        let layer = (64 * 128 + 128) + 2 * (64 * 64 + 64) + (128 * 64 + 64) + 3 * 64 * 128 + 128;
+        assert_eq!(c.num_parameters(), 2 * 100 * 64 + 2 * layer + 64);
+        let rs: RopeScaling = serde_json::from_str(r#"{"type":"linear","factor":2.0}"#).unwrap();
+        assert_eq!(rs.rope_type, "linear");
+    }
+}

@@ -1,0 +1,28 @@
+//! File formats for the `compress` toolkit.
+//!
+//! This crate knows how Hugging Face Llama-family checkpoints are laid out on
+//! disk and nothing about tensors as computations (it does not depend on
+//! burn):
+//!
+//! * [`hf_config`]: typed, round-trippable `config.json`;
+//! * [`safetensors`]: memory-mapped, validated reading of `.safetensors`
+//!   files and sharded model directories, and atomic (optionally sharded)
+//!   writing;
+//! * [`atomic`]: write-to-temp-then-rename file replacement and tokenizer
+//!   file copying.
+//!
+//! All fallible functions return [`Result`] with a [`FormatError`] whose
+//! message names the file and the key or tensor involved.
+
+pub mod atomic;
+pub mod error;
+pub mod hf_config;
+pub mod safetensors;
+
+pub use crate::atomic::{copy_tokenizer_files, write_atomic, write_atomic_with};
+pub use crate::error::{FormatError, Result};
+pub use crate::hf_config::{Architecture, HfConfig, RopeScaling};
+pub use crate::safetensors::{
+    write_model_dir_weights, write_safetensors, Dtype, ModelFiles, SafetensorsFile, TensorOut,
+    TensorRef,
+};
