@@ -17,6 +17,7 @@
 pub mod atomic;
 pub mod error;
 pub mod hf_config;
+pub mod npy;
 pub mod safetensors;
 
 pub use crate::atomic::{copy_tokenizer_files, write_atomic, write_atomic_with};

@@ -1,0 +1,222 @@
+//! Command-line arguments (clap derive). Each subcommand's args turn into library calls in
+//! `commands/<name>.rs`; no logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// compress: make Llama-family LLMs smaller and faster, and run them.
+#[derive(Parser, Debug)]
+#[command(name = "compress", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub common: Common,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by all commands.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Device: cpu (flex backend), tch:cpu, or cuda:N (the last two need the `tch` feature).
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: String,
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Random seed.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub seed: u64,
+    /// Print less (no progress bars).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show a model directory's architecture, shapes, dtype and size.
+    Inspect(InspectArgs),
+    /// Perplexity on token data, and KL divergence / top-1 agreement against a reference.
+    Eval(EvalArgs),
+    /// Generate text from a prompt.
+    Generate(GenerateArgs),
+    /// Train a model from a preset or config.json (or continue one) on token data.
+    Train(TrainArgs),
+    /// Re-save a model directory (change dtype, shard it).
+    Convert(ConvertArgs),
+    /// Train a byte-level BPE tokenizer.json on text files.
+    TrainTokenizer(TrainTokenizerArgs),
+}
+
+/// `compress inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Model directory.
+    pub model: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `compress eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Data: .txt (tokenized), .json [[ids..],..] or .jsonl {"text"|"ids"}.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Reference model for KL divergence and top-1 agreement.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Evaluate at most this many sequences.
+    #[arg(long)]
+    pub max_seqs: Option<usize>,
+    /// Tokens per sequence (default: min(256, max_position_embeddings)).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Write the first sequence's logits as f32 [tokens, vocab] .npy.
+    #[arg(long)]
+    pub logits_out: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `compress generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Prompt text (needs tokenizer.json in the model dir).
+    #[arg(long, conflicts_with = "prompt_ids", required_unless_present = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// Prompt token ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub prompt_ids: Option<Vec<u32>>,
+    /// Maximum new tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Keep generating past end-of-sequence tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Print JSON {"tokens": [...], "text": ...}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `compress train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Model preset (tiny) or a config.json path; ignored with --init.
+    #[arg(long, default_value = "tiny")]
+    pub config: String,
+    /// Start from this model directory instead of random weights.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Training data (.txt, .json, .jsonl).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// tokenizer.json for text data (copied into the output).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Optimizer steps.
+    #[arg(long)]
+    pub steps: usize,
+    /// Output directory (model, metrics.jsonl, checkpoint/).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Sequences per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Final learning rate (cosine decay target).
+    #[arg(long, default_value_t = 1e-4)]
+    pub min_lr: f64,
+    /// Warmup steps.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f32,
+    /// Global gradient-norm clip (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f64,
+    /// Micro-batches per step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Checkpoint every N steps (0 = only at the end).
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Continue from OUT/checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many total steps, keeping the checkpoint (as an interruption would).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    /// dtype of the saved model: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Replace a non-empty --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `compress convert`.
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// dtype of the output: f32, f16 or bf16 (default: as loaded).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Shard into files of at most this many bytes (accepts suffixes KB, MB, GB).
+    #[arg(long)]
+    pub max_shard_size: Option<String>,
+    /// Replace a non-empty --out.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `compress train-tokenizer`.
+#[derive(Args, Debug)]
+pub struct TrainTokenizerArgs {
+    /// Text files to learn from.
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Vocabulary size (including 256 bytes and 3 specials).
+    #[arg(long, default_value_t = 4096)]
+    pub vocab_size: usize,
+    /// Output tokenizer.json path.
+    #[arg(long)]
+    pub out: PathBuf,
+}

@@ -1,0 +1,85 @@
+//! `compress inspect MODEL [--json]`.
+
+use anyhow::Result;
+use compress_core::model::LlamaConfig;
+use compress_format::hf_config::HfConfig;
+use compress_format::safetensors::ModelFiles;
+use serde::Serialize;
+
+use crate::cli::InspectArgs;
+
+#[derive(Serialize)]
+struct Report {
+    path: String,
+    architecture: String,
+    config: LlamaConfig,
+    parameters: usize,
+    dtype: Option<String>,
+    tensors: usize,
+    shards: usize,
+    weight_bytes: u64,
+    tokenizer: bool,
+    quantized: bool,
+}
+
+pub fn run(a: InspectArgs) -> Result<()> {
+    let cfg_path = a.model.join("config.json");
+    let hf = HfConfig::from_file(&cfg_path)?;
+    let files = ModelFiles::open_dir(&a.model)?;
+    let cfg = LlamaConfig::from_hf(&hf);
+    let weight_bytes: u64 = std::fs::read_dir(&a.model)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let report = Report {
+        path: a.model.display().to_string(),
+        architecture: format!("{:?}", hf.architecture),
+        parameters: cfg.num_parameters(),
+        dtype: files.dtype().map(|d| format!("{d:?}")),
+        tensors: files.names().len(),
+        shards: files.num_shards(),
+        weight_bytes,
+        tokenizer: a.model.join("tokenizer.json").is_file(),
+        quantized: hf.raw.contains_key("quantization_config"),
+        config: cfg,
+    };
+    if a.json {
+        return super::print_json(&report);
+    }
+    let c = &report.config;
+    println!("{}", report.path);
+    println!("  architecture   {}", report.architecture);
+    println!(
+        "  parameters     {} ({:.2} M)",
+        report.parameters,
+        report.parameters as f64 / 1e6
+    );
+    println!(
+        "  layers         {} × (hidden {}, ffn {}, heads {} / kv {} × {})",
+        c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim
+    );
+    println!("  vocab          {}", c.vocab_size);
+    println!(
+        "  rope           theta {}{}",
+        c.rope_theta,
+        c.rope_scaling
+            .as_ref()
+            .map(|s| format!(", scaling {} ×{}", s.rope_type, s.factor))
+            .unwrap_or_default()
+    );
+    println!(
+        "  embeddings     {}",
+        if c.tie_word_embeddings { "tied" } else { "untied" }
+    );
+    println!(
+        "  weights        {} tensors, {}, {} shard(s), {:.2} MB",
+        report.tensors,
+        report.dtype.as_deref().unwrap_or("?"),
+        report.shards,
+        report.weight_bytes as f64 / 1e6
+    );
+    println!("  tokenizer      {}", if report.tokenizer { "yes" } else { "no" });
+    Ok(())
+}

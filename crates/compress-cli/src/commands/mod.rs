@@ -1,0 +1,61 @@
+//! One module per subcommand: parse args into library configs, call the library, print.
+
+mod convert;
+mod eval;
+mod generate;
+mod inspect;
+mod train;
+mod train_tokenizer;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use compress_core::burn::tensor::Device;
+use compress_core::model::{load_model, LoadedModel};
+use compress_format::safetensors::Dtype;
+
+use crate::cli::{Cli, Command, Common};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    if let Some(n) = cli.common.threads {
+        if n == 0 {
+            anyhow::bail!("--threads must be > 0");
+        }
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Eval(a) => eval::run(a, &cli.common),
+        Command::Generate(a) => generate::run(a, &cli.common),
+        Command::Train(a) => train::run(a, &cli.common),
+        Command::Convert(a) => convert::run(a, &cli.common),
+        Command::TrainTokenizer(a) => train_tokenizer::run(a),
+    }
+}
+
+/// The device named by `--device`.
+fn device(common: &Common) -> Result<Device> {
+    Ok(compress_core::parse_device(&common.device)?)
+}
+
+/// Loads a model directory, with the path in the error.
+fn load(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    load_model(dir, device).with_context(|| format!("loading model {}", dir.display()))
+}
+
+/// Parses `f32|f16|bf16`.
+fn parse_dtype(s: &str) -> Result<Dtype> {
+    match s.to_ascii_lowercase().as_str() {
+        "f32" | "float32" => Ok(Dtype::F32),
+        "f16" | "float16" | "half" => Ok(Dtype::F16),
+        "bf16" | "bfloat16" => Ok(Dtype::BF16),
+        other => anyhow::bail!("--dtype {other}: expected f32, f16 or bf16"),
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Bad input gives a clear one-line error and exit code 1: no panic, no partial output.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use compress_format::safetensors::{write_safetensors, SafetensorsFile, TensorOut};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama3_gqa_untied")
+}
+
+/// A scratch copy of the fixture model.
+fn model_copy(tmp: &Path) -> PathBuf {
+    let dst = tmp.join("model");
+    std::fs::create_dir_all(&dst).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture().join(f), dst.join(f)).unwrap();
+    }
+    dst
+}
+
+fn ids_file(tmp: &Path, body: &str) -> PathBuf {
+    let p = tmp.join("ids.json");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Runs `compress args…`, asserts exit 1 and one stderr line containing `needle`.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_compress"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "args {args:?}: stderr {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+}
+
+fn eval_args<'a>(model: &'a str, data: &'a str) -> Vec<&'a str> {
+    vec!["eval", "--model", model, "--data", data]
+}
+
+/// Rewrites the model's safetensors through `edit` on the list of tensors.
+fn rewrite(model: &Path, edit: impl FnOnce(&mut Vec<TensorOut>)) {
+    let path = model.join("model.safetensors");
+    let mut tensors: Vec<TensorOut> = {
+        let f = SafetensorsFile::open(&path).unwrap();
+        f.names()
+            .iter()
+            .map(|n| TensorOut::from_ref(&f.tensor(n).unwrap()))
+            .collect()
+    };
+    edit(&mut tensors);
+    write_safetensors(&path, &tensors, None).unwrap();
+}
+
+fn edit_config(model: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let path = model.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(v.as_object_mut().unwrap());
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn truncated_safetensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    let st = m.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
+    let data = ids_file(tmp.path(), "[[1,2,3]]");
+    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "model.safetensors");
+}
+
+#[test]
+fn header_pointing_past_the_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    let st = m.join("model.safetensors");
+    let mut bytes = std::fs::read(&st).unwrap();
+    bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    std::fs::write(&st, &bytes).unwrap();
+    let data = ids_file(tmp.path(), "[[1,2,3]]");
+    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "model.safetensors");
+}
+
+#[test]
+fn missing_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    rewrite(&m, |t| t.retain(|t| t.name != "model.layers.1.mlp.up_proj.weight"));
+    let data = ids_file(tmp.path(), "[[1,2,3]]");
+    fails_with(
+        &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
+        "missing tensor `model.layers.1.mlp.up_proj.weight`",
+    );
+}
+
+#[test]
+fn extra_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    rewrite(&m, |t| {
+        let extra = TensorOut::from_f32("model.layers.0.mlp.extra.weight", vec![2], &[1.0, 2.0], t[0].dtype).unwrap();
+        t.push(extra);
+    });
+    let data = ids_file(tmp.path(), "[[1,2,3]]");
+    fails_with(
+        &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
+        "unexpected tensor `model.layers.0.mlp.extra.weight`",
+    );
+}
+
+#[test]
+fn wrong_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    rewrite(&m, |t| {
+        let i = t.iter().position(|t| t.name == "model.norm.weight").unwrap();
+        let dtype = t[i].dtype;
+        t[i] = TensorOut::from_f32("model.norm.weight", vec![3], &[1.0; 3], dtype).unwrap();
+    });
+    let data = ids_file(tmp.path(), "[[1,2,3]]");
+    fails_with(
+        &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
+        "`model.norm.weight` has shape [3]",
+    );
+}
+
+#[test]
+fn unknown_architecture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    edit_config(&m, |c| {
+        c.insert("architectures".into(), serde_json::json!(["GPT2LMHeadModel"]));
+        c.insert("model_type".into(), serde_json::json!("gpt2"));
+    });
+    let data = ids_file(tmp.path(), "[[1,2,3]]");
+    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "GPT2LMHeadModel");
+}
+
+#[test]
+fn missing_config_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    edit_config(&m, |c| {
+        c.remove("hidden_size");
+    });
+    let data = ids_file(tmp.path(), "[[1,2,3]]");
+    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "hidden_size");
+}
+
+#[test]
+fn empty_data_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = ids_file(tmp.path(), "");
+    let m = fixture();
+    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "empty");
+}
+
+#[test]
+fn out_of_vocab_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("ids.jsonl");
+    std::fs::write(&data, "{\"ids\": [1, 2, 3]}\n{\"ids\": [4, 99999]}\n").unwrap();
+    let m = fixture();
+    fails_with(
+        &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
+        "line 2: token id 99999",
+    );
+}
+
+#[test]
+fn output_inside_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    let out = m.join("converted");
+    fails_with(
+        &["convert", "--model", m.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        "inside input dir",
+    );
+    assert!(!out.exists(), "no partial output");
+}
+
+#[test]
+fn bad_flags_and_devices() {
+    let m = fixture();
+    fails_with(&["eval", "--model", m.to_str().unwrap(), "--bogus"], "--bogus");
+    let data = m.join("reference.safetensors");
+    fails_with(
+        &["eval", "--model", m.to_str().unwrap(), "--data", data.to_str().unwrap(), "--device", "cuda:0"],
+        "cuda:0",
+    );
+}

@@ -1,0 +1,177 @@
+//! Token data files for training, calibration and evaluation.
+//!
+//! Formats, by extension: `.txt` (plain text, tokenized; one document), `.json`
+//! (`[[ids…], …]`, one document per inner list) and `.jsonl` (one object per line, either
+//! `{"text": …}` or `{"ids": […]}`). Text needs a tokenizer; ids never do. Empty files and ids
+//! outside the vocabulary are errors naming the file and the line.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{CoreError, Result};
+use crate::tokenizer::Tokenizer;
+
+fn data_err(path: &Path, msg: impl Into<String>) -> CoreError {
+    CoreError::Data {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct JsonlRow {
+    text: Option<String>,
+    ids: Option<Vec<i64>>,
+}
+
+/// Reads a data file into documents of token ids, each id checked against `vocab_size`.
+pub fn load_documents(
+    path: &Path,
+    tokenizer: Option<&Tokenizer>,
+    vocab_size: usize,
+) -> Result<Vec<Vec<u32>>> {
+    let body = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+    if body.trim().is_empty() {
+        return Err(data_err(path, "data file is empty"));
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let need_tok = |what: &str| {
+        tokenizer.ok_or_else(|| {
+            data_err(
+                path,
+                format!(
+                    "{what} needs a tokenizer, but the model has no tokenizer.json \
+                     (use token ids: .json [[ids..]] or .jsonl {{\"ids\": [..]}})"
+                ),
+            )
+        })
+    };
+    let docs = match ext.as_str() {
+        "txt" | "text" => {
+            let ids = need_tok("text data")?.encode(&body)?;
+            check_ids(path, 1, "line", &ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), vocab_size)?;
+            vec![ids]
+        }
+        "json" => {
+            let rows: Vec<Vec<i64>> = serde_json::from_str(&body)
+                .map_err(|e| data_err(path, format!("expected [[ids..], ..]: {e}")))?;
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| check_ids(path, i + 1, "sequence", r, vocab_size))
+                .collect::<Result<Vec<_>>>()?
+        }
+        "jsonl" => {
+            let mut docs = Vec::new();
+            for (n, line) in body.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let row: JsonlRow = serde_json::from_str(line)
+                    .map_err(|e| data_err(path, format!("line {}: {e}", n + 1)))?;
+                let ids = match (row.ids, row.text) {
+                    (Some(ids), _) => ids,
+                    (None, Some(text)) => need_tok("{\"text\"} rows")?
+                        .encode(&text)?
+                        .into_iter()
+                        .map(|i| i as i64)
+                        .collect(),
+                    (None, None) => {
+                        return Err(data_err(
+                            path,
+                            format!("line {}: expected a \"text\" or \"ids\" field", n + 1),
+                        ))
+                    }
+                };
+                docs.push(check_ids(path, n + 1, "line", &ids, vocab_size)?);
+            }
+            docs
+        }
+        other => {
+            return Err(data_err(
+                path,
+                format!("unknown data format `.{other}` (expected .txt, .json or .jsonl)"),
+            ))
+        }
+    };
+    let docs: Vec<Vec<u32>> = docs.into_iter().filter(|d| !d.is_empty()).collect();
+    if docs.is_empty() {
+        return Err(data_err(path, "data file holds no tokens"));
+    }
+    Ok(docs)
+}
+
+fn check_ids(path: &Path, line: usize, what: &str, ids: &[i64], vocab: usize) -> Result<Vec<u32>> {
+    ids.iter()
+        .map(|&id| {
+            if id < 0 || id as usize >= vocab {
+                Err(data_err(
+                    path,
+                    format!("{what} {line}: token id {id} is outside the vocabulary (size {vocab})"),
+                ))
+            } else {
+                Ok(id as u32)
+            }
+        })
+        .collect()
+}
+
+/// Cuts documents into sequences of `len` tokens (a document's tail shorter than `min_len`
+/// is dropped). Documents are not concatenated across boundaries.
+pub fn chunk(docs: &[Vec<u32>], len: usize, min_len: usize) -> Vec<Vec<u32>> {
+    let mut out = Vec::new();
+    for doc in docs {
+        for piece in doc.chunks(len) {
+            if piece.len() >= min_len.max(1) {
+                out.push(piece.to_vec());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[test]
+    fn json_and_jsonl_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = write(dir.path(), "a.json", "[[1,2,3],[4,5]]");
+        assert_eq!(load_documents(&j, None, 10).unwrap(), vec![vec![1, 2, 3], vec![4, 5]]);
+        let l = write(dir.path(), "a.jsonl", "{\"ids\":[7,8]}\n\n{\"ids\":[9]}\n");
+        assert_eq!(load_documents(&l, None, 10).unwrap(), vec![vec![7, 8], vec![9]]);
+    }
+
+    #[test]
+    fn bad_data_names_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = write(dir.path(), "e.json", "  \n");
+        assert!(load_documents(&e, None, 10).unwrap_err().to_string().contains("empty"));
+        let oov = write(dir.path(), "o.jsonl", "{\"ids\":[1]}\n{\"ids\":[3,12]}\n");
+        let err = load_documents(&oov, None, 10).unwrap_err().to_string();
+        assert!(err.contains("line 2: token id 12"), "{err}");
+        let t = write(dir.path(), "t.txt", "hello");
+        let err = load_documents(&t, None, 10).unwrap_err().to_string();
+        assert!(err.contains("needs a tokenizer"), "{err}");
+        let x = write(dir.path(), "x.csv", "1,2");
+        assert!(load_documents(&x, None, 10).unwrap_err().to_string().contains(".csv"));
+    }
+
+    #[test]
+    fn chunking_drops_short_tails() {
+        let docs = vec![(0..10).collect::<Vec<u32>>()];
+        let c = chunk(&docs, 4, 3);
+        assert_eq!(c, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+    }
+}

@@ -1,0 +1,239 @@
+//! [`LlamaConfig`]: the run-time shape of a Llama-family decoder, built from an HF
+//! `config.json` ([`LlamaConfig::from_hf`]) or a preset ([`LlamaConfig::preset`]).
+
+use compress_format::hf_config::{Architecture, HfConfig, RopeScaling};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+
+/// Shape and hyper-parameters of a Llama-family decoder (Llama 2/3, Qwen2, Mistral).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    /// HF architecture family (decides e.g. whether `o_proj` has a bias).
+    #[serde(skip, default = "default_arch")]
+    pub architecture: Architecture,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model (residual) width.
+    pub hidden_size: usize,
+    /// FFN inner width; any value, no divisibility assumed.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_layers: usize,
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads (GQA when smaller than `num_heads`).
+    pub num_kv_heads: usize,
+    /// Width of one head (need not equal hidden_size / num_heads).
+    pub head_dim: usize,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// Optional RoPE frequency scaling (`llama3`, `linear`).
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Whether `lm_head` shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Whether q/k/v (and for Llama also o) projections carry a bias.
+    pub attention_bias: bool,
+    /// Longest position the model was trained for.
+    pub max_position_embeddings: usize,
+    /// Begin-of-sequence token, if any.
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence tokens (generation stops at any of them).
+    #[serde(default)]
+    pub eos_token_ids: Vec<u32>,
+}
+
+fn default_arch() -> Architecture {
+    Architecture::Llama
+}
+
+impl LlamaConfig {
+    /// Builds the run-time config from a parsed HF `config.json`.
+    pub fn from_hf(hf: &HfConfig) -> Self {
+        Self {
+            architecture: hf.architecture,
+            vocab_size: hf.vocab_size,
+            hidden_size: hf.hidden_size,
+            intermediate_size: hf.intermediate_size,
+            num_layers: hf.num_hidden_layers,
+            num_heads: hf.num_attention_heads,
+            num_kv_heads: hf.num_key_value_heads,
+            head_dim: hf.head_dim,
+            rope_theta: hf.rope_theta,
+            rope_scaling: hf.rope_scaling.clone(),
+            rms_norm_eps: hf.rms_norm_eps,
+            tie_word_embeddings: hf.tie_word_embeddings,
+            // Mistral's projections never carry a bias, whatever the config says.
+            attention_bias: hf.attention_bias && hf.architecture != Architecture::Mistral,
+            max_position_embeddings: hf.max_position_embeddings,
+            bos_token_id: hf.bos_token_id,
+            eos_token_ids: hf.eos_token_ids.clone(),
+        }
+    }
+
+    /// A named preset: `tiny` (about 5M parameters, GQA, untied; the demo model's shape).
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "tiny" => Ok(Self {
+                architecture: Architecture::Llama,
+                vocab_size: 4096,
+                hidden_size: 256,
+                intermediate_size: 704,
+                num_layers: 4,
+                num_heads: 8,
+                num_kv_heads: 4,
+                head_dim: 32,
+                rope_theta: 10000.0,
+                rope_scaling: None,
+                rms_norm_eps: 1e-5,
+                tie_word_embeddings: false,
+                attention_bias: false,
+                max_position_embeddings: 512,
+                bos_token_id: Some(1),
+                eos_token_ids: vec![2],
+            }),
+            other => Err(CoreError::Invalid(format!(
+                "unknown model preset `{other}` (known: tiny; or pass a config.json path)"
+            ))),
+        }
+    }
+
+    /// Checks the shape for consistency (heads divide, sizes non-zero).
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_layers),
+            ("num_attention_heads", self.num_heads),
+            ("num_key_value_heads", self.num_kv_heads),
+            ("head_dim", self.head_dim),
+        ];
+        for (key, value) in sizes {
+            if value == 0 {
+                return Err(CoreError::Invalid(format!("config: `{key}` must be > 0")));
+            }
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return Err(CoreError::Invalid(format!(
+                "config: num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_heads, self.num_kv_heads
+            )));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(CoreError::Invalid(format!(
+                "config: head_dim {} must be even for rotary embeddings",
+                self.head_dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `o_proj` carries a bias (Llama with `attention_bias`; never Qwen2 or Mistral).
+    pub fn o_proj_bias(&self) -> bool {
+        self.attention_bias && self.architecture == Architecture::Llama
+    }
+
+    /// The HF `config.json` for this shape, as written by `compress train` and savers.
+    pub fn to_hf(&self) -> HfConfig {
+        let arch = self.architecture;
+        let mut json = serde_json::json!({
+            "architectures": [arch.hf_name()],
+            "model_type": arch.model_type(),
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_norm_eps,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "attention_bias": self.attention_bias,
+            "max_position_embeddings": self.max_position_embeddings,
+            "hidden_act": "silu",
+            "torch_dtype": "float32",
+        });
+        let obj = json.as_object_mut().expect("json object");
+        if let Some(scaling) = &self.rope_scaling {
+            obj.insert(
+                "rope_scaling".into(),
+                serde_json::to_value(scaling).expect("rope scaling serializes"),
+            );
+        }
+        if let Some(bos) = self.bos_token_id {
+            obj.insert("bos_token_id".into(), bos.into());
+        }
+        match self.eos_token_ids.as_slice() {
+            [] => {}
+            [one] => {
+                obj.insert("eos_token_id".into(), (*one).into());
+            }
+            many => {
+                obj.insert("eos_token_id".into(), many.to_vec().into());
+            }
+        }
+        HfConfig::from_json(&json.to_string(), std::path::Path::new("<generated config>"))
+            .expect("generated config is valid")
+    }
+
+    /// Loads a config from a preset name or a JSON file (HF config.json or this struct).
+    pub fn from_name_or_file(name: &str) -> Result<Self> {
+        let path = std::path::Path::new(name);
+        if path.extension().is_some_and(|e| e == "json") || path.exists() {
+            let hf = HfConfig::from_file(path)?;
+            let cfg = Self::from_hf(&hf);
+            cfg.validate()?;
+            Ok(cfg)
+        } else {
+            Self::preset(name)
+        }
+    }
+
+    /// Number of parameters of a model of this shape.
+    pub fn num_parameters(&self) -> usize {
+        let h = self.hidden_size;
+        let q = self.num_heads * self.head_dim;
+        let kv = self.num_kv_heads * self.head_dim;
+        let mut attn = h * q + 2 * h * kv + q * h;
+        if self.attention_bias {
+            attn += q + 2 * kv;
+        }
+        if self.o_proj_bias() {
+            attn += h;
+        }
+        let mlp = 3 * h * self.intermediate_size;
+        let layer = attn + mlp + 2 * h;
+        let embed = self.vocab_size * h;
+        let head = if self.tie_word_embeddings { 0 } else { embed };
+        embed + self.num_layers * layer + h + head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_round_trips_through_hf_config() {
+        let tiny = LlamaConfig::preset("tiny").unwrap();
+        tiny.validate().unwrap();
+        let back = LlamaConfig::from_hf(&tiny.to_hf());
+        assert_eq!(tiny, back);
+        assert_eq!(tiny.num_parameters(), tiny.to_hf().num_parameters());
+    }
+
+    #[test]
+    fn bad_heads_are_rejected() {
+        let mut cfg = LlamaConfig::preset("tiny").unwrap();
+        cfg.num_kv_heads = 3;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("num_key_value_heads 3"), "{err}");
+        assert!(LlamaConfig::preset("huge").is_err());
+    }
+}

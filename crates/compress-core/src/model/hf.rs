@@ -1,0 +1,204 @@
+//! Loading and saving HF checkpoint directories (`config.json` + `model.safetensors` or a
+//! sharded index, f32/f16/bf16). Every tensor is checked against the config: anything
+//! missing, extra or mis-shaped is an error naming the tensor. Saving writes the same HF
+//! layout atomically, in the loaded dtype unless told otherwise; load → save is bit-exact.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use compress_format::atomic::copy_tokenizer_files;
+use compress_format::hf_config::HfConfig;
+use compress_format::safetensors::{write_model_dir_weights, Dtype, ModelFiles, TensorOut};
+
+use super::config::LlamaConfig;
+use super::llama::LlamaModel;
+use super::weights::{build_model, export_tensors, tensor_specs};
+use crate::error::{CoreError, Result};
+use crate::outdir::write_dir_atomically;
+
+/// A model loaded from an HF directory, with what is needed to save it back the same way.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The burn model.
+    pub model: LlamaModel,
+    /// The parsed `config.json` (all original keys kept).
+    pub hf_config: HfConfig,
+    /// The float dtype the weights were stored in.
+    pub dtype: Dtype,
+    /// The directory it came from.
+    pub dir: PathBuf,
+}
+
+/// Tensors some checkpoints carry that hold no weights (rotary buffers).
+fn ignorable(name: &str) -> bool {
+    name.ends_with("rotary_emb.inv_freq")
+}
+
+/// Loads an HF Llama-family directory onto `device`.
+pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    if !dir.is_dir() {
+        return Err(CoreError::Invalid(format!(
+            "{}: model directory not found",
+            dir.display()
+        )));
+    }
+    let hf_config = HfConfig::from_file(&dir.join("config.json"))?;
+    if hf_config.raw.contains_key("quantization_config") {
+        return Err(CoreError::Invalid(format!(
+            "{}: is a quantized checkpoint (quantization_config in config.json); \
+             this command needs a float checkpoint",
+            dir.display()
+        )));
+    }
+    if hf_config.mlp_bias() {
+        return Err(CoreError::Invalid(format!(
+            "{}: mlp_bias=true is not supported (no Llama-family checkpoint we target uses it)",
+            dir.join("config.json").display()
+        )));
+    }
+    let cfg = LlamaConfig::from_hf(&hf_config);
+    cfg.validate()
+        .map_err(|e| CoreError::Invalid(format!("{}: {e}", dir.join("config.json").display())))?;
+    let files = ModelFiles::open_dir(dir)?;
+    let specs = tensor_specs(&cfg);
+    let expected: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+
+    let mut missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|n| !files.contains(n))
+        .collect();
+    missing.sort();
+    if let Some(first) = missing.first() {
+        return Err(weights_error(
+            dir,
+            format!(
+                "missing tensor `{first}`{} (config: {} layers, tie_word_embeddings={})",
+                more(missing.len()),
+                cfg.num_layers,
+                cfg.tie_word_embeddings
+            ),
+        ));
+    }
+    let extra: Vec<&str> = files
+        .names()
+        .into_iter()
+        .filter(|n| !expected.contains(n) && !ignorable(n))
+        .filter(|n| !(cfg.tie_word_embeddings && *n == "lm_head.weight" && tied_copy(&files)))
+        .collect();
+    if let Some(first) = extra.first() {
+        return Err(weights_error(
+            dir,
+            format!(
+                "unexpected tensor `{first}`{} not used by a {:?} model of this config",
+                more(extra.len()),
+                cfg.architecture
+            ),
+        ));
+    }
+    let dtype = files.dtype().unwrap_or(Dtype::F32);
+    let model = build_model(&cfg, device, &mut |spec| {
+        let t = files.tensor(&spec.name)?;
+        if t.shape != spec.shape.as_slice() {
+            return Err(weights_error(
+                dir,
+                format!(
+                    "tensor `{}` has shape {:?}, config.json implies {:?}",
+                    spec.name, t.shape, spec.shape
+                ),
+            ));
+        }
+        Ok(t.to_f32()?)
+    })?;
+    Ok(LoadedModel {
+        model,
+        hf_config,
+        dtype,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Whether a tied checkpoint's stored `lm_head.weight` is just a copy of the embeddings.
+fn tied_copy(files: &ModelFiles) -> bool {
+    match (
+        files.tensor("lm_head.weight"),
+        files.tensor("model.embed_tokens.weight"),
+    ) {
+        (Ok(a), Ok(b)) => a.shape == b.shape && a.dtype == b.dtype && a.data == b.data,
+        _ => false,
+    }
+}
+
+fn more(n: usize) -> String {
+    if n > 1 {
+        format!(" and {} more", n - 1)
+    } else {
+        String::new()
+    }
+}
+
+fn weights_error(dir: &Path, msg: String) -> CoreError {
+    CoreError::Weights {
+        path: dir.to_path_buf(),
+        msg,
+    }
+}
+
+/// How to save a model.
+#[derive(Clone, Debug)]
+pub struct SaveOptions {
+    /// Float dtype of the written tensors.
+    pub dtype: Dtype,
+    /// Split into shards of at most this many bytes (HF index layout); `None` = one file.
+    pub max_shard_bytes: Option<usize>,
+    /// Copy tokenizer files from this directory, if given.
+    pub tokenizer_from: Option<PathBuf>,
+}
+
+/// HF's name of a float dtype in config.json.
+pub fn torch_dtype_name(dtype: Dtype) -> &'static str {
+    match dtype {
+        Dtype::F16 => "float16",
+        Dtype::BF16 => "bfloat16",
+        _ => "float32",
+    }
+}
+
+/// Saves `model` as an HF directory at `out`, atomically (temp dir + rename).
+pub fn save_model(
+    model: &LlamaModel,
+    hf_config: &HfConfig,
+    out: &Path,
+    opts: &SaveOptions,
+) -> Result<()> {
+    if !matches!(opts.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Err(CoreError::Invalid(format!(
+            "--dtype {:?}: only f32, f16 and bf16 checkpoints can be saved",
+            opts.dtype
+        )));
+    }
+    write_dir_atomically(out, |tmp| write_model_files(model, hf_config, tmp, opts))
+}
+
+/// Writes `config.json`, the weights and tokenizer files into the existing directory `dir`
+/// (each file atomically); [`save_model`] wraps this in an atomic directory.
+pub fn write_model_files(
+    model: &LlamaModel,
+    hf_config: &HfConfig,
+    dir: &Path,
+    opts: &SaveOptions,
+) -> Result<()> {
+    let tensors = export_tensors(model)
+        .into_iter()
+        .map(|(spec, values)| TensorOut::from_f32(spec.name, spec.shape, &values, opts.dtype))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mut config = hf_config.clone();
+    config.torch_dtype = Some(torch_dtype_name(opts.dtype).to_string());
+    config.save(&dir.join("config.json"))?;
+    write_model_dir_weights(dir, &tensors, opts.max_shard_bytes)?;
+    if let Some(src) = &opts.tokenizer_from {
+        copy_tokenizer_files(src, dir)?;
+    }
+    Ok(())
+}

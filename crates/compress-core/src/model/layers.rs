@@ -1,0 +1,146 @@
+//! The building blocks of a decoder layer: [`RmsNorm`], [`Mlp`] (SwiGLU) and
+//! [`Attention`] (GQA with rotary embeddings, optional q/k/v/o bias, optional KV cache).
+
+use burn::module::{Module, Param, ParamId};
+use burn::nn::Linear;
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Bool, Tensor};
+
+use super::rope::Rope;
+
+/// Makes a trainable parameter with a stable id (so optimizer state survives save → load).
+pub fn param<const D: usize>(id: ParamId, value: Tensor<D>) -> Param<Tensor<D>> {
+    Param::initialized(id, value).set_require_grad(true)
+}
+
+/// A linear layer from an HF weight `[out, in]` (stored transposed, `[in, out]`, as burn does).
+pub fn linear(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>) -> Linear {
+    Linear { weight, bias }
+}
+
+/// Root-mean-square norm: `w · x / sqrt(mean(x²) + eps)` (HF `LlamaRMSNorm`).
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// Per-channel gain `[hidden]`.
+    pub weight: Param<Tensor<1>>,
+    /// Added to the mean square before the square root.
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// Normalizes the last dimension. `x`: `[.., hidden]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let variance = x.clone().square().mean_dim(D - 1);
+        let x = x * variance.add_scalar(self.eps).sqrt().recip();
+        x * self.weight.val().unsqueeze()
+    }
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) · up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `gate_proj`: hidden → intermediate.
+    pub gate_proj: Linear,
+    /// `up_proj`: hidden → intermediate.
+    pub up_proj: Linear,
+    /// `down_proj`: intermediate → hidden.
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    /// `x`: `[batch, seq, hidden]` → `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+/// Cached keys and values of one layer, `[batch, kv_heads, seq, head_dim]` each (after RoPE).
+#[derive(Clone, Debug)]
+pub struct LayerKv {
+    /// Keys.
+    pub k: Tensor<4>,
+    /// Values.
+    pub v: Tensor<4>,
+}
+
+/// Multi-head attention with grouped key/value heads and rotary embeddings.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query projection: hidden → heads·head_dim.
+    pub q_proj: Linear,
+    /// Key projection: hidden → kv_heads·head_dim.
+    pub k_proj: Linear,
+    /// Value projection: hidden → kv_heads·head_dim.
+    pub v_proj: Linear,
+    /// Output projection: heads·head_dim → hidden.
+    pub o_proj: Linear,
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads.
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// `x`: `[batch, seq, hidden]` at positions `offset..offset+seq`; `cos`/`sin`: RoPE tables
+    /// for those positions. With `cache`, attends over the cached keys too and appends to it.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        cos: &Tensor<2>,
+        sin: &Tensor<2>,
+        cache: Option<&mut Option<LayerKv>>,
+    ) -> Tensor<3> {
+        let [batch, seq, _] = x.dims();
+        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let split = |t: Tensor<3>, heads: usize| t.reshape([batch, seq, heads, hd]).swap_dims(1, 2);
+        let q = Rope::apply(split(self.q_proj.forward(x.clone()), h), cos, sin);
+        let mut k = Rope::apply(split(self.k_proj.forward(x.clone()), kvh), cos, sin);
+        let mut v = split(self.v_proj.forward(x), kvh);
+
+        let mut past = 0;
+        if let Some(slot) = cache {
+            if let Some(prev) = slot.take() {
+                past = prev.k.dims()[2];
+                k = Tensor::cat(vec![prev.k, k], 2);
+                v = Tensor::cat(vec![prev.v, v], 2);
+            }
+            *slot = Some(LayerKv {
+                k: k.clone(),
+                v: v.clone(),
+            });
+        }
+        let total = past + seq;
+        let k = repeat_kv(k, h / kvh);
+        let v = repeat_kv(v, h / kvh);
+
+        let scale = (hd as f64).powf(-0.5);
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+        let scores = if seq > 1 {
+            // Query i (absolute position past+i) may not see keys j > past+i. burn's
+            // `tril_mask(offset)` is true outside the lower triangle, i.e. where j - i > offset.
+            let mask = Tensor::<2, Bool>::tril_mask([seq, total], past as i64, &scores.device());
+            // The most negative finite value, as transformers does: -inf would turn into NaN
+            // in backends that blend masked values arithmetically.
+            scores.mask_fill(mask.reshape([1, 1, seq, total]), f32::MIN)
+        } else {
+            scores
+        };
+        let out = softmax(scores, 3).matmul(v);
+        let out = out.swap_dims(1, 2).reshape([batch, seq, h * hd]);
+        self.o_proj.forward(out)
+    }
+}
+
+/// Repeats each key/value head `n_rep` times: `[b, kvh, s, d]` → `[b, kvh·n_rep, s, d]`.
+fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [b, kvh, s, d] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kvh, n_rep, s, d])
+        .reshape([b, kvh * n_rep, s, d])
+}

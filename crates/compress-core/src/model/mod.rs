@@ -1,0 +1,13 @@
+//! The Llama-family model: config, layers, rotary embeddings, the decoder, and its
+//! tensors by HF name (load/save live in [`hf`]).
+
+pub mod config;
+pub mod hf;
+pub mod layers;
+pub mod llama;
+pub mod rope;
+pub mod weights;
+
+pub use config::LlamaConfig;
+pub use hf::{load_model, save_model, LoadedModel};
+pub use llama::{batch_tensor, tokens_tensor, KvCache, LlamaModel, ModelOutput};

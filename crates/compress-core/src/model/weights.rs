@@ -1,0 +1,290 @@
+//! The model's tensors by HF name: the list a checkpoint must hold ([`tensor_specs`]),
+//! building a [`LlamaModel`] from any source of named tensors ([`build_model`]), random
+//! initialization ([`init_random`]) and reading every tensor back out ([`export_tensors`]).
+//!
+//! HF stores linear weights `[out, in]`; burn's `Linear` holds `[in, out]`, so linear weights
+//! are transposed on the way in and out. Parameter ids are derived from the HF names, so an
+//! optimizer state saved with a checkpoint matches the parameters of the reloaded model.
+
+use std::collections::HashMap;
+
+use burn::module::{Param, ParamId};
+use burn::nn::{Embedding, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::config::LlamaConfig;
+use super::layers::{linear, param, Attention, Mlp, RmsNorm};
+use super::llama::{DecoderLayer, LlamaModel};
+use super::rope::Rope;
+use crate::error::Result;
+
+/// How a named tensor is stored and initialized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorKind {
+    /// A linear weight, HF `[out, in]`.
+    Linear,
+    /// A bias vector.
+    Bias,
+    /// A norm gain (initialized to ones).
+    Norm,
+    /// The embedding matrix `[vocab, hidden]`.
+    Embedding,
+}
+
+/// One tensor a checkpoint of a given config holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// HF name, e.g. `model.layers.0.self_attn.q_proj.weight`.
+    pub name: String,
+    /// HF shape.
+    pub shape: Vec<usize>,
+    /// Storage kind.
+    pub kind: TensorKind,
+}
+
+fn spec(name: String, shape: Vec<usize>, kind: TensorKind) -> TensorSpec {
+    TensorSpec { name, shape, kind }
+}
+
+/// Every tensor of a model of this config, in HF order.
+pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
+    use TensorKind::*;
+    let h = cfg.hidden_size;
+    let q = cfg.num_heads * cfg.head_dim;
+    let kv = cfg.num_kv_heads * cfg.head_dim;
+    let i = cfg.intermediate_size;
+    let mut out = vec![spec(
+        "model.embed_tokens.weight".into(),
+        vec![cfg.vocab_size, h],
+        Embedding,
+    )];
+    for l in 0..cfg.num_layers {
+        let p = format!("model.layers.{l}");
+        out.push(spec(format!("{p}.input_layernorm.weight"), vec![h], Norm));
+        for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+            out.push(spec(
+                format!("{p}.self_attn.{proj}.weight"),
+                vec![rows, h],
+                Linear,
+            ));
+            if cfg.attention_bias {
+                out.push(spec(format!("{p}.self_attn.{proj}.bias"), vec![rows], Bias));
+            }
+        }
+        out.push(spec(format!("{p}.self_attn.o_proj.weight"), vec![h, q], Linear));
+        if cfg.o_proj_bias() {
+            out.push(spec(format!("{p}.self_attn.o_proj.bias"), vec![h], Bias));
+        }
+        out.push(spec(
+            format!("{p}.post_attention_layernorm.weight"),
+            vec![h],
+            Norm,
+        ));
+        out.push(spec(format!("{p}.mlp.gate_proj.weight"), vec![i, h], Linear));
+        out.push(spec(format!("{p}.mlp.up_proj.weight"), vec![i, h], Linear));
+        out.push(spec(format!("{p}.mlp.down_proj.weight"), vec![h, i], Linear));
+    }
+    out.push(spec("model.norm.weight".into(), vec![h], Norm));
+    if !cfg.tie_word_embeddings {
+        out.push(spec("lm_head.weight".into(), vec![cfg.vocab_size, h], Linear));
+    }
+    out
+}
+
+/// A stable parameter id from the HF tensor name (FNV-1a).
+pub fn param_id(name: &str) -> ParamId {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    ParamId::from(hash)
+}
+
+/// Transposes a row-major `[rows, cols]` matrix.
+pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+/// Tensors handed over by a source, turned into parameters one by one.
+struct Pending<'a> {
+    values: HashMap<String, (TensorSpec, Vec<f32>)>,
+    device: &'a Device,
+}
+
+impl Pending<'_> {
+    fn take(&mut self, name: &str) -> (TensorSpec, Vec<f32>) {
+        self.values
+            .remove(name)
+            .unwrap_or_else(|| panic!("{name} is in tensor_specs"))
+    }
+
+    fn vector(&mut self, name: &str) -> Param<Tensor<1>> {
+        let (s, v) = self.take(name);
+        let t = Tensor::<1>::from_data(TensorData::new(v, [s.shape[0]]), self.device);
+        param(param_id(name), t)
+    }
+
+    fn matrix(&mut self, name: &str) -> Param<Tensor<2>> {
+        let (s, v) = self.take(name);
+        let t = Tensor::<2>::from_data(TensorData::new(v, [s.shape[0], s.shape[1]]), self.device);
+        param(param_id(name), t)
+    }
+
+    /// `prefix.weight` (transposed to burn's `[in, out]`) and `prefix.bias` when `bias`.
+    fn linear(&mut self, prefix: &str, bias: bool) -> Linear {
+        let name = format!("{prefix}.weight");
+        let (s, v) = self.take(&name);
+        let (rows, cols) = (s.shape[0], s.shape[1]);
+        let w = Tensor::<2>::from_data(
+            TensorData::new(transpose(&v, rows, cols), [cols, rows]),
+            self.device,
+        );
+        let bias = bias.then(|| self.vector(&format!("{prefix}.bias")));
+        linear(param(param_id(&name), w), bias)
+    }
+}
+
+/// Builds a model, asking `source` for each tensor of [`tensor_specs`] (values in HF layout).
+pub fn build_model(
+    cfg: &LlamaConfig,
+    device: &Device,
+    source: &mut dyn FnMut(&TensorSpec) -> Result<Vec<f32>>,
+) -> Result<LlamaModel> {
+    cfg.validate()?;
+    let mut values = HashMap::new();
+    for s in tensor_specs(cfg) {
+        let v = source(&s)?;
+        values.insert(s.name.clone(), (s, v));
+    }
+    let mut src = Pending { values, device };
+    let norm = |weight| RmsNorm {
+        weight,
+        eps: cfg.rms_norm_eps,
+    };
+    let layers = (0..cfg.num_layers)
+        .map(|l| {
+            let p = format!("model.layers.{l}");
+            let ab = cfg.attention_bias;
+            DecoderLayer {
+                input_layernorm: norm(src.vector(&format!("{p}.input_layernorm.weight"))),
+                self_attn: Attention {
+                    q_proj: src.linear(&format!("{p}.self_attn.q_proj"), ab),
+                    k_proj: src.linear(&format!("{p}.self_attn.k_proj"), ab),
+                    v_proj: src.linear(&format!("{p}.self_attn.v_proj"), ab),
+                    o_proj: src.linear(&format!("{p}.self_attn.o_proj"), cfg.o_proj_bias()),
+                    num_heads: cfg.num_heads,
+                    num_kv_heads: cfg.num_kv_heads,
+                    head_dim: cfg.head_dim,
+                },
+                post_attention_layernorm: norm(
+                    src.vector(&format!("{p}.post_attention_layernorm.weight")),
+                ),
+                mlp: Mlp {
+                    gate_proj: src.linear(&format!("{p}.mlp.gate_proj"), false),
+                    up_proj: src.linear(&format!("{p}.mlp.up_proj"), false),
+                    down_proj: src.linear(&format!("{p}.mlp.down_proj"), false),
+                },
+            }
+        })
+        .collect();
+    let embed_tokens = Embedding {
+        weight: src.matrix("model.embed_tokens.weight"),
+    };
+    let final_norm = norm(src.vector("model.norm.weight"));
+    let lm_head = (!cfg.tie_word_embeddings).then(|| src.linear("lm_head", false));
+    Ok(LlamaModel {
+        embed_tokens,
+        layers,
+        norm: final_norm,
+        lm_head,
+        rope: Rope::new(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling.as_ref()),
+        config: cfg.clone(),
+    })
+}
+
+/// A randomly initialized model (normal(0, 0.02) weights, zero biases, unit norms), the same
+/// on every backend for a given seed since values are drawn on the host.
+pub fn init_random(cfg: &LlamaConfig, device: &Device, seed: u64) -> Result<LlamaModel> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    build_model(cfg, device, &mut |s| {
+        let n: usize = s.shape.iter().product();
+        Ok(match s.kind {
+            TensorKind::Norm => vec![1.0; n],
+            TensorKind::Bias => vec![0.0; n],
+            TensorKind::Linear | TensorKind::Embedding => {
+                (0..n).map(|_| 0.02 * normal(&mut rng)).collect()
+            }
+        })
+    })
+}
+
+/// One standard-normal sample (Box–Muller).
+pub fn normal(rng: &mut StdRng) -> f32 {
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random::<f64>();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+use crate::tensor_util::to_vec_f32 as values_of;
+
+/// Every tensor of the model by HF name, shape and values in HF layout, in [`tensor_specs`] order.
+pub fn export_tensors(model: &LlamaModel) -> Vec<(TensorSpec, Vec<f32>)> {
+    let cfg = &model.config;
+    let mut by_name = HashMap::new();
+    let lin = |l: &burn::nn::Linear| {
+        let w = l.weight.val();
+        let [i, o] = w.dims();
+        (transpose(&values_of(w), i, o), l.bias.as_ref().map(|b| values_of(b.val())))
+    };
+    by_name.insert(
+        "model.embed_tokens.weight".to_string(),
+        values_of(model.embed_tokens.weight.val()),
+    );
+    for (l, layer) in model.layers.iter().enumerate() {
+        let p = format!("model.layers.{l}");
+        let a = &layer.self_attn;
+        for (proj, lin_ref) in [
+            ("self_attn.q_proj", &a.q_proj),
+            ("self_attn.k_proj", &a.k_proj),
+            ("self_attn.v_proj", &a.v_proj),
+            ("self_attn.o_proj", &a.o_proj),
+            ("mlp.gate_proj", &layer.mlp.gate_proj),
+            ("mlp.up_proj", &layer.mlp.up_proj),
+            ("mlp.down_proj", &layer.mlp.down_proj),
+        ] {
+            let (w, b) = lin(lin_ref);
+            by_name.insert(format!("{p}.{proj}.weight"), w);
+            if let Some(b) = b {
+                by_name.insert(format!("{p}.{proj}.bias"), b);
+            }
+        }
+        by_name.insert(
+            format!("{p}.input_layernorm.weight"),
+            values_of(layer.input_layernorm.weight.val()),
+        );
+        by_name.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            values_of(layer.post_attention_layernorm.weight.val()),
+        );
+    }
+    by_name.insert("model.norm.weight".into(), values_of(model.norm.weight.val()));
+    if let Some(head) = &model.lm_head {
+        by_name.insert("lm_head.weight".into(), lin(head).0);
+    }
+    tensor_specs(cfg)
+        .into_iter()
+        .map(|s| {
+            let v = by_name.remove(&s.name).expect("every spec is exported");
+            (s, v)
+        })
+        .collect()
+}
