@@ -30,7 +30,10 @@ fn main() {
             }
             // One line: clap's first line (e.g. "error: unexpected argument '--x' found").
             let text = e.render().to_string();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error");
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error");
             eprintln!("{first} (see --help)");
             std::process::exit(1);
         }
@@ -38,8 +41,17 @@ fn main() {
     match std::panic::catch_unwind(|| commands::run(cli)) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            // One line: the context chain, skipping causes a message already quotes.
+            let mut line = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !line.contains(&cause) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&cause);
+                }
+            }
+            eprintln!("error: {}", line.replace('\n', " "));
             std::process::exit(1);
         }
         Err(_) => std::process::exit(2),

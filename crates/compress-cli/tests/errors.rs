@@ -72,7 +72,10 @@ fn truncated_safetensors() {
     let bytes = std::fs::read(&st).unwrap();
     std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
     let data = ids_file(tmp.path(), "[[1,2,3]]");
-    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "model.safetensors");
+    fails_with(
+        &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
+        "model.safetensors",
+    );
 }
 
 #[test]
@@ -84,14 +87,19 @@ fn header_pointing_past_the_end() {
     bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     std::fs::write(&st, &bytes).unwrap();
     let data = ids_file(tmp.path(), "[[1,2,3]]");
-    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "model.safetensors");
+    fails_with(
+        &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
+        "model.safetensors",
+    );
 }
 
 #[test]
 fn missing_tensor() {
     let tmp = tempfile::tempdir().unwrap();
     let m = model_copy(tmp.path());
-    rewrite(&m, |t| t.retain(|t| t.name != "model.layers.1.mlp.up_proj.weight"));
+    rewrite(&m, |t| {
+        t.retain(|t| t.name != "model.layers.1.mlp.up_proj.weight")
+    });
     let data = ids_file(tmp.path(), "[[1,2,3]]");
     fails_with(
         &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
@@ -104,7 +112,13 @@ fn extra_tensor() {
     let tmp = tempfile::tempdir().unwrap();
     let m = model_copy(tmp.path());
     rewrite(&m, |t| {
-        let extra = TensorOut::from_f32("model.layers.0.mlp.extra.weight", vec![2], &[1.0, 2.0], t[0].dtype).unwrap();
+        let extra = TensorOut::from_f32(
+            "model.layers.0.mlp.extra.weight",
+            vec![2],
+            &[1.0, 2.0],
+            t[0].dtype,
+        )
+        .unwrap();
         t.push(extra);
     });
     let data = ids_file(tmp.path(), "[[1,2,3]]");
@@ -119,7 +133,10 @@ fn wrong_shape() {
     let tmp = tempfile::tempdir().unwrap();
     let m = model_copy(tmp.path());
     rewrite(&m, |t| {
-        let i = t.iter().position(|t| t.name == "model.norm.weight").unwrap();
+        let i = t
+            .iter()
+            .position(|t| t.name == "model.norm.weight")
+            .unwrap();
         let dtype = t[i].dtype;
         t[i] = TensorOut::from_f32("model.norm.weight", vec![3], &[1.0; 3], dtype).unwrap();
     });
@@ -135,11 +152,17 @@ fn unknown_architecture() {
     let tmp = tempfile::tempdir().unwrap();
     let m = model_copy(tmp.path());
     edit_config(&m, |c| {
-        c.insert("architectures".into(), serde_json::json!(["GPT2LMHeadModel"]));
+        c.insert(
+            "architectures".into(),
+            serde_json::json!(["GPT2LMHeadModel"]),
+        );
         c.insert("model_type".into(), serde_json::json!("gpt2"));
     });
     let data = ids_file(tmp.path(), "[[1,2,3]]");
-    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "GPT2LMHeadModel");
+    fails_with(
+        &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
+        "GPT2LMHeadModel",
+    );
 }
 
 #[test]
@@ -150,7 +173,10 @@ fn missing_config_key() {
         c.remove("hidden_size");
     });
     let data = ids_file(tmp.path(), "[[1,2,3]]");
-    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "hidden_size");
+    fails_with(
+        &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
+        "hidden_size",
+    );
 }
 
 #[test]
@@ -158,7 +184,10 @@ fn empty_data_file() {
     let tmp = tempfile::tempdir().unwrap();
     let data = ids_file(tmp.path(), "");
     let m = fixture();
-    fails_with(&eval_args(m.to_str().unwrap(), data.to_str().unwrap()), "empty");
+    fails_with(
+        &eval_args(m.to_str().unwrap(), data.to_str().unwrap()),
+        "empty",
+    );
 }
 
 #[test]
@@ -179,7 +208,13 @@ fn output_inside_input() {
     let m = model_copy(tmp.path());
     let out = m.join("converted");
     fails_with(
-        &["convert", "--model", m.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[
+            "convert",
+            "--model",
+            m.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
         "inside input dir",
     );
     assert!(!out.exists(), "no partial output");
@@ -188,10 +223,21 @@ fn output_inside_input() {
 #[test]
 fn bad_flags_and_devices() {
     let m = fixture();
-    fails_with(&["eval", "--model", m.to_str().unwrap(), "--bogus"], "--bogus");
+    fails_with(
+        &["eval", "--model", m.to_str().unwrap(), "--bogus"],
+        "--bogus",
+    );
     let data = m.join("reference.safetensors");
     fails_with(
-        &["eval", "--model", m.to_str().unwrap(), "--data", data.to_str().unwrap(), "--device", "cuda:0"],
+        &[
+            "eval",
+            "--model",
+            m.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--device",
+            "cuda:0",
+        ],
         "cuda:0",
     );
 }

@@ -54,7 +54,13 @@ pub fn load_documents(
     let docs = match ext.as_str() {
         "txt" | "text" => {
             let ids = need_tok("text data")?.encode(&body)?;
-            check_ids(path, 1, "line", &ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), vocab_size)?;
+            check_ids(
+                path,
+                1,
+                "line",
+                &ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                vocab_size,
+            )?;
             vec![ids]
         }
         "json" => {
@@ -111,7 +117,9 @@ fn check_ids(path: &Path, line: usize, what: &str, ids: &[i64], vocab: usize) ->
             if id < 0 || id as usize >= vocab {
                 Err(data_err(
                     path,
-                    format!("{what} {line}: token id {id} is outside the vocabulary (size {vocab})"),
+                    format!(
+                        "{what} {line}: token id {id} is outside the vocabulary (size {vocab})"
+                    ),
                 ))
             } else {
                 Ok(id as u32)
@@ -148,16 +156,25 @@ mod tests {
     fn json_and_jsonl_ids() {
         let dir = tempfile::tempdir().unwrap();
         let j = write(dir.path(), "a.json", "[[1,2,3],[4,5]]");
-        assert_eq!(load_documents(&j, None, 10).unwrap(), vec![vec![1, 2, 3], vec![4, 5]]);
+        assert_eq!(
+            load_documents(&j, None, 10).unwrap(),
+            vec![vec![1, 2, 3], vec![4, 5]]
+        );
         let l = write(dir.path(), "a.jsonl", "{\"ids\":[7,8]}\n\n{\"ids\":[9]}\n");
-        assert_eq!(load_documents(&l, None, 10).unwrap(), vec![vec![7, 8], vec![9]]);
+        assert_eq!(
+            load_documents(&l, None, 10).unwrap(),
+            vec![vec![7, 8], vec![9]]
+        );
     }
 
     #[test]
     fn bad_data_names_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         let e = write(dir.path(), "e.json", "  \n");
-        assert!(load_documents(&e, None, 10).unwrap_err().to_string().contains("empty"));
+        assert!(load_documents(&e, None, 10)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
         let oov = write(dir.path(), "o.jsonl", "{\"ids\":[1]}\n{\"ids\":[3,12]}\n");
         let err = load_documents(&oov, None, 10).unwrap_err().to_string();
         assert!(err.contains("line 2: token id 12"), "{err}");
@@ -165,7 +182,10 @@ mod tests {
         let err = load_documents(&t, None, 10).unwrap_err().to_string();
         assert!(err.contains("needs a tokenizer"), "{err}");
         let x = write(dir.path(), "x.csv", "1,2");
-        assert!(load_documents(&x, None, 10).unwrap_err().to_string().contains(".csv"));
+        assert!(load_documents(&x, None, 10)
+            .unwrap_err()
+            .to_string()
+            .contains(".csv"));
     }
 
     #[test]

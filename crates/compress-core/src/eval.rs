@@ -104,4 +104,3 @@ pub fn evaluate(
         tokens_per_s: tokens as f64 / model_secs.max(1e-9),
     })
 }
-

@@ -167,6 +167,10 @@ mod tests {
         assert!(cfg.validate().unwrap_err().to_string().contains("--top-p"));
         cfg.top_p = 1.0;
         cfg.temperature = -1.0;
-        assert!(cfg.validate().unwrap_err().to_string().contains("--temperature"));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--temperature"));
     }
 }

@@ -143,7 +143,10 @@ mod tests {
         assert_eq!(tok.token_to_id("<s>"), Some(1));
         assert_eq!(tok.token_to_id("</s>"), Some(2));
         let ids = tok.encode("the lazy fox").unwrap();
-        assert!(ids.len() < "the lazy fox".len(), "merges were learned: {ids:?}");
+        assert!(
+            ids.len() < "the lazy fox".len(),
+            "merges were learned: {ids:?}"
+        );
         assert_eq!(tok.decode(&ids).unwrap(), "the lazy fox");
     }
 
@@ -152,7 +155,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(Tokenizer::from_model_dir(dir.path()).unwrap().is_none());
         std::fs::write(dir.path().join("tokenizer.json"), b"{nope").unwrap();
-        let err = Tokenizer::from_model_dir(dir.path()).unwrap_err().to_string();
+        let err = Tokenizer::from_model_dir(dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tokenizer.json"), "{err}");
     }
 }

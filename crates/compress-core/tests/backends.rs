@@ -61,8 +61,18 @@ fn one_step_on(device: &Device) -> (f64, Vec<f32>) {
     let run = RunDir {
         dir: tmp.path().to_path_buf(),
     };
-    let out = train(model, &cfg.to_hf(), &windows(&docs, 32), &tc, device, &run, false, None, &mut NoHook)
-        .unwrap();
+    let out = train(
+        model,
+        &cfg.to_hf(),
+        &windows(&docs, 32),
+        &tc,
+        device,
+        &run,
+        false,
+        None,
+        &mut NoHook,
+    )
+    .unwrap();
     let params = export_tensors(&out.model)
         .into_iter()
         .flat_map(|(_, v)| v)
@@ -89,7 +99,13 @@ fn training_step_agrees_with_flex() {
         let (loss, params) = one_step_on(&device);
         let diff = max_abs_diff(&params_ref, &params);
         eprintln!("train step {name} vs flex: loss {loss} vs {loss_ref}, max param diff {diff:e}");
-        assert!((loss - loss_ref).abs() < TOL as f64, "{name}: loss {loss} vs {loss_ref}");
-        assert!(diff < TOL, "{name}: parameters after one step differ by {diff}");
+        assert!(
+            (loss - loss_ref).abs() < TOL as f64,
+            "{name}: loss {loss} vs {loss_ref}"
+        );
+        assert!(
+            diff < TOL,
+            "{name}: parameters after one step differ by {diff}"
+        );
     }
 }

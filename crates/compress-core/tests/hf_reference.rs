@@ -29,7 +29,13 @@ fn check_against_reference(model_dir: &std::path::Path, reference: &std::path::P
 
     let prompt = read_ids(&r, "greedy_prompt");
     let want = read_ids(&r, "greedy_tokens");
-    let got = generate(&loaded.model, &prompt, &SamplingConfig::greedy(want.len()), |_| {}).unwrap();
+    let got = generate(
+        &loaded.model,
+        &prompt,
+        &SamplingConfig::greedy(want.len()),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(got, want, "{}: greedy tokens differ", model_dir.display());
 }
 

@@ -61,10 +61,18 @@ fn half_dtypes_round_trip_bit_exact() {
 fn sharded_round_trip_is_bit_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let src = fixture("mistral_headdim");
-    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
     save(&src, &a, Dtype::BF16, Some(40_000));
     let files = ModelFiles::open_dir(&a).unwrap();
-    assert!(files.is_sharded() && files.num_shards() > 1, "{} shards", files.num_shards());
+    assert!(
+        files.is_sharded() && files.num_shards() > 1,
+        "{} shards",
+        files.num_shards()
+    );
     save(&a, &b, Dtype::BF16, Some(40_000));
     assert_same_tensors(&a, &b);
     save(&a, &c, Dtype::BF16, None);

@@ -33,7 +33,18 @@ fn run(cfg: &TrainConfig, dir: &std::path::Path, resume: bool, stop: Option<usiz
     let run = RunDir {
         dir: dir.to_path_buf(),
     };
-    let out = train(model, &mc.to_hf(), &wins, cfg, &device, &run, resume, stop, &mut NoHook).unwrap();
+    let out = train(
+        model,
+        &mc.to_hf(),
+        &wins,
+        cfg,
+        &device,
+        &run,
+        resume,
+        stop,
+        &mut NoHook,
+    )
+    .unwrap();
     out.metrics.iter().map(|m| m.loss).collect()
 }
 
@@ -72,7 +83,10 @@ fn resume_gives_the_same_losses() {
     let rest = run(&config(6), b.path(), true, None);
     assert_eq!(rest.len(), 3);
     for (x, y) in rest.iter().zip(&full[3..]) {
-        assert!((x - y).abs() <= 1e-6 * y.abs(), "resumed {rest:?} vs uninterrupted {full:?}");
+        assert!(
+            (x - y).abs() <= 1e-6 * y.abs(),
+            "resumed {rest:?} vs uninterrupted {full:?}"
+        );
     }
 }
 
@@ -89,8 +103,18 @@ fn resume_with_other_settings_is_refused() {
         dir: tmp.path().to_path_buf(),
     };
     let wins = windows(&data(), other.seq_len);
-    let err = train(model, &mc.to_hf(), &wins, &other, &device, &run_dir, true, None, &mut NoHook)
-        .unwrap_err()
-        .to_string();
+    let err = train(
+        model,
+        &mc.to_hf(),
+        &wins,
+        &other,
+        &device,
+        &run_dir,
+        true,
+        None,
+        &mut NoHook,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("other training settings"), "{err}");
 }

@@ -71,7 +71,11 @@ pub fn run(a: InspectArgs) -> Result<()> {
     );
     println!(
         "  embeddings     {}",
-        if c.tie_word_embeddings { "tied" } else { "untied" }
+        if c.tie_word_embeddings {
+            "tied"
+        } else {
+            "untied"
+        }
     );
     println!(
         "  weights        {} tensors, {}, {} shard(s), {:.2} MB",
@@ -80,6 +84,9 @@ pub fn run(a: InspectArgs) -> Result<()> {
         report.shards,
         report.weight_bytes as f64 / 1e6
     );
-    println!("  tokenizer      {}", if report.tokenizer { "yes" } else { "no" });
+    println!(
+        "  tokenizer      {}",
+        if report.tokenizer { "yes" } else { "no" }
+    );
     Ok(())
 }

@@ -22,7 +22,9 @@ pub fn run(cli: Cli) -> Result<()> {
         if n == 0 {
             anyhow::bail!("--threads must be > 0");
         }
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     match cli.command {
         Command::Inspect(a) => inspect::run(a),

@@ -178,8 +178,11 @@ impl LlamaConfig {
                 obj.insert("eos_token_id".into(), many.to_vec().into());
             }
         }
-        HfConfig::from_json(&json.to_string(), std::path::Path::new("<generated config>"))
-            .expect("generated config is valid")
+        HfConfig::from_json(
+            &json.to_string(),
+            std::path::Path::new("<generated config>"),
+        )
+        .expect("generated config is valid")
     }
 
     /// Loads a config from a preset name or a JSON file (HF config.json or this struct).

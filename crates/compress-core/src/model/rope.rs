@@ -132,7 +132,10 @@ mod tests {
         let device = Device::flex();
         let rope = Rope::new(4, 10000.0, None);
         let x = Tensor::<4>::from_data(
-            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0], [1, 1, 2, 4]),
+            TensorData::new(
+                vec![1.0f32, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0],
+                [1, 1, 2, 4],
+            ),
             &device,
         );
         let (cos, sin) = rope.tables(0, 2, &device);

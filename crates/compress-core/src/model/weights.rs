@@ -73,7 +73,11 @@ pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
                 out.push(spec(format!("{p}.self_attn.{proj}.bias"), vec![rows], Bias));
             }
         }
-        out.push(spec(format!("{p}.self_attn.o_proj.weight"), vec![h, q], Linear));
+        out.push(spec(
+            format!("{p}.self_attn.o_proj.weight"),
+            vec![h, q],
+            Linear,
+        ));
         if cfg.o_proj_bias() {
             out.push(spec(format!("{p}.self_attn.o_proj.bias"), vec![h], Bias));
         }
@@ -82,13 +86,25 @@ pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
             vec![h],
             Norm,
         ));
-        out.push(spec(format!("{p}.mlp.gate_proj.weight"), vec![i, h], Linear));
+        out.push(spec(
+            format!("{p}.mlp.gate_proj.weight"),
+            vec![i, h],
+            Linear,
+        ));
         out.push(spec(format!("{p}.mlp.up_proj.weight"), vec![i, h], Linear));
-        out.push(spec(format!("{p}.mlp.down_proj.weight"), vec![h, i], Linear));
+        out.push(spec(
+            format!("{p}.mlp.down_proj.weight"),
+            vec![h, i],
+            Linear,
+        ));
     }
     out.push(spec("model.norm.weight".into(), vec![h], Norm));
     if !cfg.tie_word_embeddings {
-        out.push(spec("lm_head.weight".into(), vec![cfg.vocab_size, h], Linear));
+        out.push(spec(
+            "lm_head.weight".into(),
+            vec![cfg.vocab_size, h],
+            Linear,
+        ));
     }
     out
 }
@@ -243,7 +259,10 @@ pub fn export_tensors(model: &LlamaModel) -> Vec<(TensorSpec, Vec<f32>)> {
     let lin = |l: &burn::nn::Linear| {
         let w = l.weight.val();
         let [i, o] = w.dims();
-        (transpose(&values_of(w), i, o), l.bias.as_ref().map(|b| values_of(b.val())))
+        (
+            transpose(&values_of(w), i, o),
+            l.bias.as_ref().map(|b| values_of(b.val())),
+        )
     };
     by_name.insert(
         "model.embed_tokens.weight".to_string(),
@@ -276,7 +295,10 @@ pub fn export_tensors(model: &LlamaModel) -> Vec<(TensorSpec, Vec<f32>)> {
             values_of(layer.post_attention_layernorm.weight.val()),
         );
     }
-    by_name.insert("model.norm.weight".into(), values_of(model.norm.weight.val()));
+    by_name.insert(
+        "model.norm.weight".into(),
+        values_of(model.norm.weight.val()),
+    );
     if let Some(head) = &model.lm_head {
         by_name.insert("lm_head.weight".into(), lin(head).0);
     }

@@ -208,7 +208,8 @@ impl DataOrder {
     fn set_epoch(&mut self, epoch: usize) {
         if self.epoch != epoch {
             self.perm = (0..self.n).collect();
-            let mut rng = StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
+            let mut rng =
+                StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
             self.perm.shuffle(&mut rng);
             self.epoch = epoch;
         }
