@@ -19,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
     --out "$work/tokenizer.json"
 "$COMPRESS" train --device "$DEVICE" --config tiny --seed 0 \
     --data examples/data/corpus/train.txt --tokenizer "$work/tokenizer.json" \
-    --steps 2000 --batch-size 16 --seq-len 128 --lr 2e-3 --min-lr 1e-4 --warmup 100 \
+    --steps 1500 --batch-size 16 --seq-len 128 --lr 2e-3 --min-lr 1e-4 --warmup 100 \
     --weight-decay 0.1 --grad-clip 1.0 --checkpoint-every 500 --dtype bf16 \
     --out "$work/run"
 mkdir -p examples/models/demo
