@@ -118,13 +118,13 @@ impl LlamaConfig {
                 return Err(CoreError::Invalid(format!("config: `{key}` must be > 0")));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(CoreError::Invalid(format!(
                 "config: num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(CoreError::Invalid(format!(
                 "config: head_dim {} must be even for rotary embeddings",
                 self.head_dim

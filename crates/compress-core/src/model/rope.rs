@@ -85,7 +85,8 @@ fn llama3_scale(inv_freq: &mut [f32], s: &RopeScaling) {
         } else {
             *f
         };
-        let is_medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+        // Frequencies are finite, so this is transformers' `~(w < high) & ~(w > low)`.
+        let is_medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
         if is_medium {
             let smooth = (old_ctx / wavelen - low) / (high - low);
             scaled = (1.0 - smooth) * scaled / factor + smooth * scaled;
