@@ -24,11 +24,19 @@ struct Summary {
 }
 
 pub fn run(a: TrainArgs, common: &Common) -> Result<()> {
-    if !a.resume {
-        check_output_dir(&a.out, &[], a.overwrite)?;
-    }
     if let Some(init) = &a.init {
         check_output_dir(&a.out, &[init], true)?;
+        if a.overwrite && check_output_dir(init, &[&a.out], true).is_err() {
+            anyhow::bail!("--init {} lies inside --out; --overwrite would delete it", init.display());
+        }
+    }
+    if !a.resume {
+        check_output_dir(&a.out, &[], a.overwrite)?;
+        if a.overwrite && a.out.is_dir() {
+            // A fresh run: no old metrics or checkpoint may leak into it.
+            std::fs::remove_dir_all(&a.out)
+                .with_context(|| format!("clearing {}", a.out.display()))?;
+        }
     }
     let device = super::device(common)?;
     let dtype = super::parse_dtype(&a.dtype)?;
