@@ -63,7 +63,7 @@ fn one_step_on(device: &Device) -> (f64, Vec<f32>) {
     };
     let out = train(
         model,
-        &cfg.to_hf(),
+        &cfg.to_hf().unwrap(),
         &windows(&docs, 32),
         &tc,
         device,

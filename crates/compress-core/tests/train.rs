@@ -35,7 +35,7 @@ fn run(cfg: &TrainConfig, dir: &std::path::Path, resume: bool, stop: Option<usiz
     };
     let out = train(
         model,
-        &mc.to_hf(),
+        &mc.to_hf().unwrap(),
         &wins,
         cfg,
         &device,
@@ -105,7 +105,7 @@ fn resume_with_other_settings_is_refused() {
     let wins = windows(&data(), other.seq_len);
     let err = train(
         model,
-        &mc.to_hf(),
+        &mc.to_hf().unwrap(),
         &wins,
         &other,
         &device,

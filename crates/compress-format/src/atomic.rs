@@ -112,10 +112,11 @@ pub fn copy_tokenizer_files(src_dir: &Path, dst_dir: &Path) -> Result<Vec<String
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn entries(dir: &Path) -> Vec<String> {
+    /// Sorted file names in `dir` (also used by the safetensors writer tests).
+    pub(crate) fn entries(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

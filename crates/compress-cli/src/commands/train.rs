@@ -27,7 +27,10 @@ pub fn run(a: TrainArgs, common: &Common) -> Result<()> {
     if let Some(init) = &a.init {
         check_output_dir(&a.out, &[init], true)?;
         if a.overwrite && check_output_dir(init, &[&a.out], true).is_err() {
-            anyhow::bail!("--init {} lies inside --out; --overwrite would delete it", init.display());
+            anyhow::bail!(
+                "--init {} lies inside --out; --overwrite would delete it",
+                init.display()
+            );
         }
     }
     if !a.resume {
@@ -65,7 +68,8 @@ pub fn run(a: TrainArgs, common: &Common) -> Result<()> {
                 }
             }
             let model = init_random(&cfg, &device, common.seed)?;
-            (model, cfg.to_hf())
+            let hf = cfg.to_hf()?;
+            (model, hf)
         }
     };
     let cfg = &model.config;

@@ -102,28 +102,10 @@ impl LlamaConfig {
         }
     }
 
-    /// Checks the shape for consistency (heads divide, sizes non-zero).
+    /// Checks the shape for consistency (sizes non-zero, heads divide, even head_dim), with the
+    /// same rules as a config.json read from disk.
     pub fn validate(&self) -> Result<()> {
-        let sizes = [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_layers),
-            ("num_attention_heads", self.num_heads),
-            ("num_key_value_heads", self.num_kv_heads),
-            ("head_dim", self.head_dim),
-        ];
-        for (key, value) in sizes {
-            if value == 0 {
-                return Err(CoreError::Invalid(format!("config: `{key}` must be > 0")));
-            }
-        }
-        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
-            return Err(CoreError::Invalid(format!(
-                "config: num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                self.num_heads, self.num_kv_heads
-            )));
-        }
+        self.to_hf()?;
         if !self.head_dim.is_multiple_of(2) {
             return Err(CoreError::Invalid(format!(
                 "config: head_dim {} must be even for rotary embeddings",
@@ -138,8 +120,9 @@ impl LlamaConfig {
         self.attention_bias && self.architecture == Architecture::Llama
     }
 
-    /// The HF `config.json` for this shape, as written by `compress train` and savers.
-    pub fn to_hf(&self) -> HfConfig {
+    /// The HF `config.json` for this shape, as written by `compress train` and savers; an
+    /// inconsistent shape is an error naming the key.
+    pub fn to_hf(&self) -> Result<HfConfig> {
         let arch = self.architecture;
         let mut json = serde_json::json!({
             "architectures": [arch.hf_name()],
@@ -178,11 +161,10 @@ impl LlamaConfig {
                 obj.insert("eos_token_id".into(), many.to_vec().into());
             }
         }
-        HfConfig::from_json(
+        Ok(HfConfig::from_json(
             &json.to_string(),
-            std::path::Path::new("<generated config>"),
-        )
-        .expect("generated config is valid")
+            std::path::Path::new("<model config>"),
+        )?)
     }
 
     /// Loads a config from a preset name or a JSON file (HF config.json or this struct).
@@ -226,9 +208,12 @@ mod tests {
     fn tiny_round_trips_through_hf_config() {
         let tiny = LlamaConfig::preset("tiny").unwrap();
         tiny.validate().unwrap();
-        let back = LlamaConfig::from_hf(&tiny.to_hf());
+        let back = LlamaConfig::from_hf(&tiny.to_hf().unwrap());
         assert_eq!(tiny, back);
-        assert_eq!(tiny.num_parameters(), tiny.to_hf().num_parameters());
+        assert_eq!(
+            tiny.num_parameters(),
+            tiny.to_hf().unwrap().num_parameters()
+        );
     }
 
     #[test]
@@ -237,6 +222,10 @@ mod tests {
         cfg.num_kv_heads = 3;
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("num_key_value_heads 3"), "{err}");
+        cfg.num_kv_heads = 4;
+        cfg.hidden_size = 0;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("hidden_size"), "{err}");
         assert!(LlamaConfig::preset("huge").is_err());
     }
 }

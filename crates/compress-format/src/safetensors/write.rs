@@ -284,14 +284,7 @@ mod tests {
         ]
     }
 
-    fn listing(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::atomic::tests::entries as listing;
 
     #[test]
     fn write_then_open_round_trips() {
