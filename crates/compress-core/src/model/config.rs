@@ -106,6 +106,14 @@ impl LlamaConfig {
     /// same rules as a config.json read from disk.
     pub fn validate(&self) -> Result<()> {
         self.to_hf()?;
+        if let Some(s) = &self.rope_scaling {
+            if !matches!(s.rope_type.as_str(), "default" | "linear" | "llama3") {
+                return Err(CoreError::Invalid(format!(
+                    "config: rope_scaling type `{}` is not supported (supported: linear, llama3)",
+                    s.rope_type
+                )));
+            }
+        }
         if !self.head_dim.is_multiple_of(2) {
             return Err(CoreError::Invalid(format!(
                 "config: head_dim {} must be even for rotary embeddings",
@@ -226,6 +234,16 @@ mod tests {
         cfg.hidden_size = 0;
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("hidden_size"), "{err}");
+        cfg.hidden_size = 256;
+        cfg.rope_scaling = Some(RopeScaling {
+            rope_type: "yarn".into(),
+            factor: 4.0,
+            low_freq_factor: None,
+            high_freq_factor: None,
+            original_max_position_embeddings: Some(512),
+        });
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("`yarn` is not supported"), "{err}");
         assert!(LlamaConfig::preset("huge").is_err());
     }
 }
