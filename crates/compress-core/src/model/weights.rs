@@ -130,42 +130,50 @@ pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Tensors handed over by a source, turned into parameters one by one.
+/// Fetches tensors from a source one at a time and turns them into parameters, so at most
+/// one tensor's host copy is alive at once.
 struct Pending<'a> {
-    values: HashMap<String, (TensorSpec, Vec<f32>)>,
+    specs: HashMap<String, TensorSpec>,
+    source: &'a mut dyn FnMut(&TensorSpec) -> Result<Vec<f32>>,
     device: &'a Device,
 }
 
 impl Pending<'_> {
-    fn take(&mut self, name: &str) -> (TensorSpec, Vec<f32>) {
-        self.values
+    fn take(&mut self, name: &str) -> Result<(TensorSpec, Vec<f32>)> {
+        let spec = self
+            .specs
             .remove(name)
-            .unwrap_or_else(|| panic!("{name} is in tensor_specs"))
+            .unwrap_or_else(|| panic!("{name} is in tensor_specs"));
+        let values = (self.source)(&spec)?;
+        Ok((spec, values))
     }
 
-    fn vector(&mut self, name: &str) -> Param<Tensor<1>> {
-        let (s, v) = self.take(name);
+    fn vector(&mut self, name: &str) -> Result<Param<Tensor<1>>> {
+        let (s, v) = self.take(name)?;
         let t = Tensor::<1>::from_data(TensorData::new(v, [s.shape[0]]), self.device);
-        param(param_id(name), t)
+        Ok(param(param_id(name), t))
     }
 
-    fn matrix(&mut self, name: &str) -> Param<Tensor<2>> {
-        let (s, v) = self.take(name);
+    fn matrix(&mut self, name: &str) -> Result<Param<Tensor<2>>> {
+        let (s, v) = self.take(name)?;
         let t = Tensor::<2>::from_data(TensorData::new(v, [s.shape[0], s.shape[1]]), self.device);
-        param(param_id(name), t)
+        Ok(param(param_id(name), t))
     }
 
     /// `prefix.weight` (transposed to burn's `[in, out]`) and `prefix.bias` when `bias`.
-    fn linear(&mut self, prefix: &str, bias: bool) -> Linear {
+    fn linear(&mut self, prefix: &str, bias: bool) -> Result<Linear> {
         let name = format!("{prefix}.weight");
-        let (s, v) = self.take(&name);
+        let (s, v) = self.take(&name)?;
         let (rows, cols) = (s.shape[0], s.shape[1]);
         let w = Tensor::<2>::from_data(
             TensorData::new(transpose(&v, rows, cols), [cols, rows]),
             self.device,
         );
-        let bias = bias.then(|| self.vector(&format!("{prefix}.bias")));
-        linear(param(param_id(&name), w), bias)
+        let bias = match bias {
+            true => Some(self.vector(&format!("{prefix}.bias"))?),
+            false => None,
+        };
+        Ok(linear(param(param_id(&name), w), bias))
     }
 }
 
@@ -176,47 +184,52 @@ pub fn build_model(
     source: &mut dyn FnMut(&TensorSpec) -> Result<Vec<f32>>,
 ) -> Result<LlamaModel> {
     cfg.validate()?;
-    let mut values = HashMap::new();
-    for s in tensor_specs(cfg) {
-        let v = source(&s)?;
-        values.insert(s.name.clone(), (s, v));
-    }
-    let mut src = Pending { values, device };
+    let specs = tensor_specs(cfg)
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    let mut src = Pending {
+        specs,
+        source,
+        device,
+    };
     let norm = |weight| RmsNorm {
         weight,
         eps: cfg.rms_norm_eps,
     };
-    let layers = (0..cfg.num_layers)
-        .map(|l| {
-            let p = format!("model.layers.{l}");
-            let ab = cfg.attention_bias;
-            DecoderLayer {
-                input_layernorm: norm(src.vector(&format!("{p}.input_layernorm.weight"))),
-                self_attn: Attention {
-                    q_proj: src.linear(&format!("{p}.self_attn.q_proj"), ab),
-                    k_proj: src.linear(&format!("{p}.self_attn.k_proj"), ab),
-                    v_proj: src.linear(&format!("{p}.self_attn.v_proj"), ab),
-                    o_proj: src.linear(&format!("{p}.self_attn.o_proj"), cfg.o_proj_bias()),
-                    num_heads: cfg.num_heads,
-                    num_kv_heads: cfg.num_kv_heads,
-                    head_dim: cfg.head_dim,
-                },
-                post_attention_layernorm: norm(
-                    src.vector(&format!("{p}.post_attention_layernorm.weight")),
-                ),
-                mlp: Mlp {
-                    gate_proj: src.linear(&format!("{p}.mlp.gate_proj"), false),
-                    up_proj: src.linear(&format!("{p}.mlp.up_proj"), false),
-                    down_proj: src.linear(&format!("{p}.mlp.down_proj"), false),
-                },
-            }
-        })
-        .collect();
     let embed_tokens = Embedding {
-        weight: src.matrix("model.embed_tokens.weight"),
+        weight: src.matrix("model.embed_tokens.weight")?,
     };
-    let final_norm = norm(src.vector("model.norm.weight"));
-    let lm_head = (!cfg.tie_word_embeddings).then(|| src.linear("lm_head", false));
+    let mut layers = Vec::with_capacity(cfg.num_layers);
+    for l in 0..cfg.num_layers {
+        let p = format!("model.layers.{l}");
+        let ab = cfg.attention_bias;
+        layers.push(DecoderLayer {
+            input_layernorm: norm(src.vector(&format!("{p}.input_layernorm.weight"))?),
+            self_attn: Attention {
+                q_proj: src.linear(&format!("{p}.self_attn.q_proj"), ab)?,
+                k_proj: src.linear(&format!("{p}.self_attn.k_proj"), ab)?,
+                v_proj: src.linear(&format!("{p}.self_attn.v_proj"), ab)?,
+                o_proj: src.linear(&format!("{p}.self_attn.o_proj"), cfg.o_proj_bias())?,
+                num_heads: cfg.num_heads,
+                num_kv_heads: cfg.num_kv_heads,
+                head_dim: cfg.head_dim,
+            },
+            post_attention_layernorm: norm(
+                src.vector(&format!("{p}.post_attention_layernorm.weight"))?,
+            ),
+            mlp: Mlp {
+                gate_proj: src.linear(&format!("{p}.mlp.gate_proj"), false)?,
+                up_proj: src.linear(&format!("{p}.mlp.up_proj"), false)?,
+                down_proj: src.linear(&format!("{p}.mlp.down_proj"), false)?,
+            },
+        });
+    }
+    let final_norm = norm(src.vector("model.norm.weight")?);
+    let lm_head = match cfg.tie_word_embeddings {
+        true => None,
+        false => Some(src.linear("lm_head", false)?),
+    };
     Ok(LlamaModel {
         embed_tokens,
         layers,
@@ -230,16 +243,25 @@ pub fn build_model(
 /// A randomly initialized model (normal(0, 0.02) weights, zero biases, unit norms), the same
 /// on every backend for a given seed since values are drawn on the host.
 pub fn init_random(cfg: &LlamaConfig, device: &Device, seed: u64) -> Result<LlamaModel> {
+    // Values are drawn in `tensor_specs` order, whatever order the builder asks in, so a
+    // seed always gives the same model.
     let mut rng = StdRng::seed_from_u64(seed);
-    build_model(cfg, device, &mut |s| {
-        let n: usize = s.shape.iter().product();
-        Ok(match s.kind {
-            TensorKind::Norm => vec![1.0; n],
-            TensorKind::Bias => vec![0.0; n],
-            TensorKind::Linear | TensorKind::Embedding => {
-                (0..n).map(|_| 0.02 * normal(&mut rng)).collect()
-            }
+    let mut values: HashMap<String, Vec<f32>> = tensor_specs(cfg)
+        .into_iter()
+        .map(|s| {
+            let n: usize = s.shape.iter().product();
+            let v = match s.kind {
+                TensorKind::Norm => vec![1.0; n],
+                TensorKind::Bias => vec![0.0; n],
+                TensorKind::Linear | TensorKind::Embedding => {
+                    (0..n).map(|_| 0.02 * normal(&mut rng)).collect()
+                }
+            };
+            (s.name, v)
         })
+        .collect();
+    build_model(cfg, device, &mut |s| {
+        Ok(values.remove(&s.name).expect("every spec was drawn"))
     })
 }
 
