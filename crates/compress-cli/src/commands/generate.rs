@@ -67,7 +67,12 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
         return super::print_json(&Output { tokens, text });
     }
     if stream {
-        println!();
+        // Whatever the last partial decode held back (e.g. an unfinished UTF-8 sequence).
+        let rest = text
+            .as_deref()
+            .and_then(|t| t.strip_prefix(printed.as_str()))
+            .unwrap_or("");
+        println!("{rest}");
     } else {
         let ids: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
         println!("{}", ids.join(","));
