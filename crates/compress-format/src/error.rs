@@ -101,6 +101,14 @@ pub enum FormatError {
         /// Shape found.
         got: Vec<usize>,
     },
+    /// A tensor's values are unusable (out of range, not representable, inconsistent).
+    #[error("tensor `{name}`: {msg}")]
+    Tensor {
+        /// Tensor name.
+        name: String,
+        /// What is wrong with its values.
+        msg: String,
+    },
 }
 
 /// Result alias used throughout the crate.
@@ -119,6 +127,14 @@ impl FormatError {
     pub fn safetensors(path: &Path, msg: impl Into<String>) -> Self {
         FormatError::Safetensors {
             path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+
+    /// Builds a [`FormatError::Tensor`] for tensor `name`.
+    pub fn tensor(name: impl Into<String>, msg: impl Into<String>) -> Self {
+        FormatError::Tensor {
+            name: name.into(),
             msg: msg.into(),
         }
     }
@@ -165,6 +181,10 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "tensor `w`: expected shape [2, 3], got [3, 2]"
+        );
+        assert_eq!(
+            FormatError::tensor("l.weight_packed", "bad").to_string(),
+            "tensor `l.weight_packed`: bad"
         );
         for e in [
             FormatError::safetensors(p, "x"),

@@ -8,6 +8,8 @@
 //! * [`safetensors`]: memory-mapped, validated reading of `.safetensors`
 //!   files and sharded model directories, and atomic (optionally sharded)
 //!   writing;
+//! * [`pack_quantized`]: the compressed-tensors `pack-quantized` layout of
+//!   integer weight-only quantized Linear layers and its `quantization_config`;
 //! * [`atomic`]: write-to-temp-then-rename file replacement and tokenizer
 //!   file copying.
 //!
@@ -18,11 +20,13 @@ pub mod atomic;
 pub mod error;
 pub mod hf_config;
 pub mod npy;
+pub mod pack_quantized;
 pub mod safetensors;
 
 pub use crate::atomic::{copy_tokenizer_files, write_atomic, write_atomic_with};
 pub use crate::error::{FormatError, Result};
 pub use crate::hf_config::{Architecture, HfConfig, RopeScaling};
+pub use crate::pack_quantized::{QuantStrategy, QuantizationConfig, QuantizedLinear, WeightQuant};
 pub use crate::safetensors::{
     write_model_dir_weights, write_safetensors, Dtype, ModelFiles, SafetensorsFile, TensorOut,
     TensorRef,
