@@ -11,6 +11,7 @@ pub mod eval;
 pub mod generate;
 pub mod model;
 pub mod outdir;
+pub mod stages;
 pub mod tensor_util;
 pub mod tokenizer;
 pub mod train;

@@ -1,0 +1,4 @@
+//! Compression stages. Each stage is a folder: `mod.rs` holds the stage (config, lifecycle),
+//! `math.rs` the pure functions it is built on.
+
+pub mod quantize;
