@@ -50,6 +50,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Re-save a model directory (change dtype, shard it).
     Convert(ConvertArgs),
+    /// Quantize the linear weights to 2-8 bits into a compressed-tensors pack-quantized dir.
+    Quantize(QuantizeArgs),
     /// Train a byte-level BPE tokenizer.json on text files.
     TrainTokenizer(TrainTokenizerArgs),
 }
@@ -223,4 +225,48 @@ pub struct TrainTokenizerArgs {
     /// Output tokenizer.json path.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `compress quantize`.
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output directory (pack-quantized).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Bits per weight, 2-8.
+    #[arg(long)]
+    pub bits: u8,
+    /// Input columns per scale group (default 128).
+    #[arg(long, conflicts_with_all = ["per_channel", "per_tensor"])]
+    pub group_size: Option<usize>,
+    /// One scale per output channel.
+    #[arg(long, conflicts_with = "per_tensor")]
+    pub per_channel: bool,
+    /// One scale for the whole weight.
+    #[arg(long)]
+    pub per_tensor: bool,
+    /// Symmetric (no zero point) instead of asymmetric.
+    #[arg(long)]
+    pub symmetric: bool,
+    /// Method (calibration methods are not built yet).
+    #[arg(long, default_value = "rtn", value_parser = ["rtn"])]
+    pub method: String,
+    /// Leave these linear layers (HF names or prefixes) in floating point; lm_head always is.
+    #[arg(long, num_args = 1..)]
+    pub ignore: Vec<String>,
+    /// dtype of scales and unquantized tensors: f32, f16 or bf16 (default: as loaded).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Refuse group sizes that do not divide a layer's input width (vLLM/transformers need that).
+    #[arg(long)]
+    pub strict_compat: bool,
+    /// Replace a non-empty --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print the per-layer summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -4,6 +4,7 @@ mod convert;
 mod eval;
 mod generate;
 mod inspect;
+mod quantize;
 mod train;
 mod train_tokenizer;
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate::run(a, &cli.common),
         Command::Train(a) => train::run(a, &cli.common),
         Command::Convert(a) => convert::run(a, &cli.common),
+        Command::Quantize(a) => quantize::run(a, &cli.common),
         Command::TrainTokenizer(a) => train_tokenizer::run(a),
     }
 }

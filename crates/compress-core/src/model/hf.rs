@@ -1,5 +1,5 @@
 //! Loading and saving HF checkpoint directories (`config.json` + `model.safetensors` or a
-//! sharded index, f32/f16/bf16). Every tensor is checked against the config: anything
+//! sharded index, f32/f16/bf16; compressed-tensors pack-quantized dirs load dequantized). Every tensor is checked against the config: anything
 //! missing, extra or mis-shaped is an error naming the tensor. Saving writes the same HF
 //! layout atomically, in the loaded dtype unless told otherwise; load → save is bit-exact.
 
@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use compress_format::atomic::copy_tokenizer_files;
 use compress_format::hf_config::HfConfig;
+use compress_format::pack_quantized::{is_packed_layer, QuantizationConfig, QuantizedLinear};
 use compress_format::safetensors::{write_model_dir_weights, Dtype, ModelFiles, TensorOut};
 
 use super::config::LlamaConfig;
 use super::llama::LlamaModel;
-use super::weights::{build_model, export_tensors, tensor_specs};
+use super::weights::{build_model, export_tensors, tensor_specs, TensorKind};
 use crate::error::{CoreError, Result};
 use crate::outdir::write_dir_atomically;
 
@@ -28,6 +29,8 @@ pub struct LoadedModel {
     pub dtype: Dtype,
     /// The directory it came from.
     pub dir: PathBuf,
+    /// The `quantization_config` of a pack-quantized checkpoint (weights dequantized on load).
+    pub quantization: Option<QuantizationConfig>,
 }
 
 /// Tensors some checkpoints carry that hold no weights (rotary buffers).
@@ -44,13 +47,10 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
         )));
     }
     let hf_config = HfConfig::from_file(&dir.join("config.json"))?;
-    if hf_config.raw.contains_key("quantization_config") {
-        return Err(CoreError::Invalid(format!(
-            "{}: is a quantized checkpoint (quantization_config in config.json); \
-             this command needs a float checkpoint",
-            dir.display()
-        )));
-    }
+    let quantization = match hf_config.raw.get("quantization_config") {
+        Some(v) => Some(QuantizationConfig::from_json(v, &dir.join("config.json"))?),
+        None => None,
+    };
     if hf_config.mlp_bias() {
         return Err(CoreError::Invalid(format!(
             "{}: mlp_bias=true is not supported (no Llama-family checkpoint we target uses it)",
@@ -62,7 +62,33 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
         .map_err(|e| CoreError::Invalid(format!("{}: {e}", dir.join("config.json").display())))?;
     let files = ModelFiles::open_dir(dir)?;
     let specs = tensor_specs(&cfg);
-    let expected: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    // A packed linear `p` holds p.weight_packed, p.weight_scale, p.weight_shape and, when
+    // asymmetric, p.weight_zero_point instead of p.weight.
+    let packed = |name: &str| {
+        quantization.is_some()
+            && name.ends_with(".weight")
+            && is_packed_layer(&files, name.trim_end_matches(".weight"))
+    };
+    let mut expected_names: Vec<String> = Vec::new();
+    for s in &specs {
+        if s.kind == TensorKind::Linear && packed(&s.name) {
+            let p = s.name.trim_end_matches(".weight");
+            for suffix in [
+                "weight_packed",
+                "weight_scale",
+                "weight_shape",
+                "weight_zero_point",
+            ] {
+                let n = format!("{p}.{suffix}");
+                if suffix != "weight_zero_point" || files.contains(&n) {
+                    expected_names.push(n);
+                }
+            }
+        } else {
+            expected_names.push(s.name.clone());
+        }
+    }
+    let expected: BTreeSet<&str> = expected_names.iter().map(|s| s.as_str()).collect();
 
     let mut missing: Vec<&str> = expected
         .iter()
@@ -99,6 +125,23 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
     }
     let dtype = files.dtype().unwrap_or(Dtype::F32);
     let model = build_model(&cfg, device, &mut |spec| {
+        if let (Some(q), true) = (
+            &quantization,
+            spec.kind == TensorKind::Linear && packed(&spec.name),
+        ) {
+            let prefix = spec.name.trim_end_matches(".weight");
+            let layer = QuantizedLinear::from_files(&files, prefix, &q.weights)?;
+            if [layer.out_features, layer.in_features] != [spec.shape[0], spec.shape[1]] {
+                return Err(weights_error(
+                    dir,
+                    format!(
+                        "packed layer `{prefix}` has shape [{}, {}], config.json implies {:?}",
+                        layer.out_features, layer.in_features, spec.shape
+                    ),
+                ));
+            }
+            return Ok(layer.dequantize(&q.weights));
+        }
         let t = files.tensor(&spec.name)?;
         if t.shape != spec.shape.as_slice() {
             return Err(weights_error(
@@ -116,6 +159,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
         hf_config,
         dtype,
         dir: dir.to_path_buf(),
+        quantization,
     })
 }
 
