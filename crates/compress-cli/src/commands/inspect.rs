@@ -88,5 +88,20 @@ pub fn run(a: InspectArgs) -> Result<()> {
         "  tokenizer      {}",
         if report.tokenizer { "yes" } else { "no" }
     );
+    if let Some(q) = hf.raw.get("quantization_config") {
+        let w = &q["config_groups"]["group_0"]["weights"];
+        let sym = w["symmetric"].as_bool() == Some(true);
+        println!(
+            "  quantized      {} int{} {} {}{}",
+            q["format"].as_str().unwrap_or("?"),
+            w["num_bits"],
+            if sym { "symmetric" } else { "asymmetric" },
+            w["strategy"].as_str().unwrap_or("?"),
+            w["group_size"]
+                .as_u64()
+                .map(|g| format!(" {g}"))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
 }
