@@ -242,87 +242,49 @@ fn bad_flags_and_devices() {
     );
 }
 
+/// `quantize --model m --out o` followed by `extra`.
+fn quantize_args<'a>(m: &'a str, o: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["quantize", "--model", m, "--out", o];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn quantize_bad_settings() {
     let tmp = tempfile::tempdir().unwrap();
     let m = fixture();
     let out = tmp.path().join("q");
     let (m, o) = (m.to_str().unwrap(), out.to_str().unwrap());
+    fails_with(&quantize_args(m, o, &["--bits", "9"]), "--bits 9");
     fails_with(
-        &["quantize", "--model", m, "--out", o, "--bits", "9"],
-        "--bits 9",
-    );
-    fails_with(
-        &[
-            "quantize",
-            "--model",
-            m,
-            "--out",
-            o,
-            "--bits",
-            "4",
-            "--group-size",
-            "0",
-        ],
+        &quantize_args(m, o, &["--bits", "4", "--group-size", "0"]),
         "--group-size 0",
     );
     fails_with(
-        &[
-            "quantize",
-            "--model",
-            m,
-            "--out",
-            o,
-            "--bits",
-            "4",
-            "--ignore",
-            "model.layers.7",
-        ],
+        &quantize_args(m, o, &["--bits", "4", "--ignore", "model.layers.7"]),
         "--ignore model.layers.7",
     );
     fails_with(
-        &[
-            "quantize",
-            "--model",
+        &quantize_args(
             m,
-            "--out",
             o,
-            "--bits",
-            "4",
-            "--group-size",
-            "48",
-            "--strict-compat",
-        ],
+            &["--bits", "4", "--group-size", "48", "--strict-compat"],
+        ),
         "does not divide",
     );
     assert!(!out.exists(), "no partial output");
     let status = Command::new(env!("CARGO_BIN_EXE_compress"))
-        .args([
-            "quantize",
-            "--model",
+        .args(quantize_args(
             m,
-            "--out",
             o,
-            "--bits",
-            "4",
-            "--group-size",
-            "16",
-            "-q",
-        ])
+            &["--bits", "4", "--group-size", "16", "-q"],
+        ))
         .status()
         .unwrap();
     assert!(status.success());
     let again = tmp.path().join("qq");
     fails_with(
-        &[
-            "quantize",
-            "--model",
-            o,
-            "--out",
-            again.to_str().unwrap(),
-            "--bits",
-            "4",
-        ],
+        &quantize_args(o, again.to_str().unwrap(), &["--bits", "4"]),
         "already quantized",
     );
 }
