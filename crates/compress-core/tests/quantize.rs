@@ -33,7 +33,7 @@ fn packed_dir_reloads_to_the_dequantized_weights() {
         let q = quantize_model(&loaded.model, &config(wq), Dtype::F32, Dtype::F32).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("q");
-        save_quantized(&loaded.model, &loaded.hf_config, &q, &out, Dtype::F32, None).unwrap();
+        save_quantized(&loaded.hf_config, &q, &out, Dtype::F32, None).unwrap();
         let back = load_model(&out, &device).unwrap();
         assert_eq!(back.quantization.as_ref().unwrap().weights, wq);
         let tensors = export_tensors(&back.model);
@@ -66,15 +66,7 @@ fn demo_int8_is_near_lossless_and_int4_costs_more() {
         let q = quantize_model(&loaded.model, &config(wq), Dtype::BF16, Dtype::BF16).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("q");
-        save_quantized(
-            &loaded.model,
-            &loaded.hf_config,
-            &q,
-            &out,
-            Dtype::BF16,
-            None,
-        )
-        .unwrap();
+        save_quantized(&loaded.hf_config, &q, &out, Dtype::BF16, None).unwrap();
         let back = load_model(&out, &device).unwrap();
         evaluate(&back.model, Some(&loaded.model), &seqs, 4, None)
             .unwrap()

@@ -69,14 +69,7 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
         }
         eprintln!("warning: {msg}");
     }
-    save_quantized(
-        &loaded.model,
-        &loaded.hf_config,
-        &q,
-        &a.out,
-        dtype,
-        Some(a.model.clone()),
-    )?;
+    save_quantized(&loaded.hf_config, &q, &a.out, dtype, Some(a.model.clone()))?;
     let before: usize = q.reports.iter().map(|r| r.bytes_before).sum();
     let after: usize = q.reports.iter().map(|r| r.bytes_after).sum();
     let weights_n: usize = q.layers.iter().map(|(_, l)| l.q.len()).sum();

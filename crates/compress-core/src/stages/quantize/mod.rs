@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::error::{CoreError, Result};
 use crate::model::hf::torch_dtype_name;
-use crate::model::weights::{export_tensors, TensorKind};
+use crate::model::weights::{export_tensors, TensorKind, TensorSpec};
 use crate::model::LlamaModel;
 use crate::outdir::write_dir_atomically;
 
@@ -52,11 +52,13 @@ pub struct LayerReport {
     pub bits_per_weight: f64,
 }
 
-/// A quantized model: the packed layers and the float model they came from.
+/// A quantized model: the packed layers and every tensor left in floating point.
 #[derive(Debug)]
 pub struct QuantizedModel {
     /// Packed layers by HF module name.
     pub layers: Vec<(String, QuantizedLinear)>,
+    /// Tensors kept in floating point (embeddings, norms, biases, ignored linears), HF layout.
+    pub floats: Vec<(TensorSpec, Vec<f32>)>,
     /// Per-layer summary.
     pub reports: Vec<LayerReport>,
     /// The `quantization_config` to write.
@@ -79,14 +81,12 @@ pub fn quantize_model(
     cfg.weights.validate()?;
     let mut ignore = vec!["lm_head".to_string()];
     ignore.extend(cfg.ignore.iter().cloned());
-    let linears: Vec<_> = export_tensors(model)
-        .into_iter()
-        .filter(|(s, _)| s.kind == TensorKind::Linear)
-        .collect();
+    let tensors = export_tensors(model);
+    let is_linear = |s: &TensorSpec| s.kind == TensorKind::Linear;
     for i in &cfg.ignore {
-        let matches = linears
-            .iter()
-            .any(|(s, _)| ignored(s.name.trim_end_matches(".weight"), std::slice::from_ref(i)));
+        let matches = tensors.iter().any(|(s, _)| {
+            is_linear(s) && ignored(s.name.trim_end_matches(".weight"), std::slice::from_ref(i))
+        });
         if !matches {
             return Err(CoreError::Invalid(format!(
                 "--ignore {i}: names no linear layer (e.g. model.layers.0.mlp.down_proj)"
@@ -96,10 +96,11 @@ pub fn quantize_model(
     let wq = &cfg.weights;
     let mut config = QuantizationConfig::new(*wq);
     config.ignore = ignore.clone();
-    let (mut layers, mut reports) = (Vec::new(), Vec::new());
-    for (spec, w) in linears {
+    let (mut layers, mut reports, mut floats) = (Vec::new(), Vec::new(), Vec::new());
+    for (spec, w) in tensors {
         let name = spec.name.trim_end_matches(".weight").to_string();
-        if ignored(&name, &ignore) {
+        if !is_linear(&spec) || ignored(&name, &ignore) {
+            floats.push((spec, w));
             continue;
         }
         let (out, inn) = (spec.shape[0], spec.shape[1]);
@@ -134,34 +135,31 @@ pub fn quantize_model(
     }
     Ok(QuantizedModel {
         layers,
+        floats,
         reports,
         config,
     })
 }
 
-/// Writes `model` with `quantized`'s layers packed, other tensors as `dtype`, into `out`.
+/// Writes `quantized` (packed layers, other tensors as `dtype`) into `out`, atomically.
 pub fn save_quantized(
-    model: &LlamaModel,
     hf_config: &HfConfig,
     quantized: &QuantizedModel,
     out: &Path,
     dtype: Dtype,
     tokenizer_from: Option<PathBuf>,
 ) -> Result<()> {
-    let packed: std::collections::HashMap<&str, &QuantizedLinear> = quantized
-        .layers
-        .iter()
-        .map(|(n, q)| (n.as_str(), q))
-        .collect();
     let mut tensors = Vec::new();
-    for (spec, values) in export_tensors(model) {
-        let module = spec.name.trim_end_matches(".weight");
-        match packed.get(module) {
-            Some(q) if spec.kind == TensorKind::Linear => {
-                tensors.extend(q.to_tensors(module, &quantized.config.weights, dtype)?)
-            }
-            _ => tensors.push(TensorOut::from_f32(spec.name, spec.shape, &values, dtype)?),
-        }
+    for (name, q) in &quantized.layers {
+        tensors.extend(q.to_tensors(name, &quantized.config.weights, dtype)?);
+    }
+    for (spec, values) in &quantized.floats {
+        tensors.push(TensorOut::from_f32(
+            spec.name.clone(),
+            spec.shape.clone(),
+            values,
+            dtype,
+        )?);
     }
     let mut config = hf_config.clone();
     config.torch_dtype = Some(torch_dtype_name(dtype).to_string());
