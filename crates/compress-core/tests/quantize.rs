@@ -46,6 +46,16 @@ fn packed_dir_reloads_to_the_dequantized_weights() {
         }
         // lm_head stays in floating point.
         assert!(q.layers.iter().all(|(n, _)| n != "lm_head"));
+        // Saving the loaded (dequantized) model gives a plain float checkpoint.
+        let float = tmp.path().join("float");
+        let opts = compress_core::model::hf::SaveOptions {
+            dtype: Dtype::F32,
+            max_shard_bytes: None,
+            tokenizer_from: None,
+        };
+        compress_core::model::save_model(&back.model, &back.hf_config, &float, &opts).unwrap();
+        let reloaded = load_model(&float, &device).unwrap();
+        assert!(reloaded.quantization.is_none());
     }
 }
 

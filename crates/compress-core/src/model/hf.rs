@@ -239,6 +239,8 @@ pub fn write_model_files(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut config = hf_config.clone();
     config.torch_dtype = Some(torch_dtype_name(opts.dtype).to_string());
+    // The weights written here are plain floats, even when the model was loaded packed.
+    config.raw.remove("quantization_config");
     config.save(&dir.join("config.json"))?;
     write_model_dir_weights(dir, &tensors, opts.max_shard_bytes)?;
     if let Some(src) = &opts.tokenizer_from {
