@@ -62,8 +62,17 @@ pub fn scale_zero(min: f32, max: f32, range: QuantRange, symmetric: bool, clip: 
     if scale <= 0.0 || !scale.is_finite() {
         scale = 1.0;
     }
-    let zero = (qmin - rmin / scale).round_ties_even().clamp(qmin, qmax) as i32;
-    ScaleZero { scale, zero }
+    ScaleZero {
+        scale,
+        zero: zero_point(rmin, scale, range),
+    }
+}
+
+/// The asymmetric zero point for clipped range start `rmin` (≤ 0) and step `scale`:
+/// `clamp(round(qmin − rmin / S), qmin, qmax)`.
+pub fn zero_point(rmin: f32, scale: f32, range: QuantRange) -> i32 {
+    let (qmin, qmax) = (range.qmin as f32, range.qmax as f32);
+    (qmin - rmin / scale).round_ties_even().clamp(qmin, qmax) as i32
 }
 
 /// The code of `w`: `clamp(round(w / S) + Z, qmin, qmax)`.

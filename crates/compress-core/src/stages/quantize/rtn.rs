@@ -7,7 +7,7 @@ use compress_format::pack_quantized::{
 };
 use compress_format::safetensors::Dtype;
 
-use super::math::{min_max, quantize, QuantRange, ScaleZero};
+use super::math::{min_max, quantize, zero_point, QuantRange, ScaleZero};
 
 /// Scale and zero point for `[min, max]` with the scale stored as `dtype`.
 fn stored_scale_zero(
@@ -27,10 +27,7 @@ fn stored_scale_zero(
     let zero = if symmetric {
         0
     } else {
-        let rmin = min.min(0.0) * clip;
-        ((range.qmin as f32) - rmin / s[0])
-            .round_ties_even()
-            .clamp(range.qmin as f32, range.qmax as f32) as i32
+        zero_point(min.min(0.0) * clip, s[0], range)
     };
     ScaleZero { scale: s[0], zero }
 }
