@@ -227,6 +227,21 @@ pub struct TrainTokenizerArgs {
     pub out: PathBuf,
 }
 
+/// Rounding method of `compress quantize`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantMethod {
+    /// Round to nearest.
+    Rtn,
+    /// Round to nearest with a clip ratio searched per group.
+    Mse,
+    /// GPTQ (Hessian error feedback on calibration data).
+    Gptq,
+    /// AWQ-style activation-aware scales on calibration data.
+    Awq,
+    /// Quantization-aware fine-tuning, then export.
+    Qat,
+}
+
 /// `compress quantize`.
 #[derive(Args, Debug)]
 pub struct QuantizeArgs {
@@ -251,9 +266,24 @@ pub struct QuantizeArgs {
     /// Symmetric (no zero point) instead of asymmetric.
     #[arg(long)]
     pub symmetric: bool,
-    /// Method (calibration methods are not built yet).
-    #[arg(long, default_value = "rtn", value_parser = ["rtn"])]
-    pub method: String,
+    /// Rounding method: rtn, mse (clip search), gptq and awq (need --calib), qat (needs --data).
+    #[arg(long, value_enum, default_value_t = QuantMethod::Rtn)]
+    pub method: QuantMethod,
+    /// Calibration data for gptq/awq (.txt, .json or .jsonl, as eval data).
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// Calibration sequences to use.
+    #[arg(long, default_value_t = 128)]
+    pub calib_samples: usize,
+    /// Tokens per calibration (or QAT training) sequence.
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: usize,
+    /// GPTQ: quantize columns in order of decreasing activation energy (static groups).
+    #[arg(long)]
+    pub act_order: bool,
+    /// GPTQ: dampening added to the Hessian diagonal, as a fraction of its mean.
+    #[arg(long, default_value_t = 0.01)]
+    pub dampening: f64,
     /// Leave these linear layers (HF names or prefixes) in floating point; lm_head always is.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,

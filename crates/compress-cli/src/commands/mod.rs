@@ -58,6 +58,19 @@ fn parse_dtype(s: &str) -> Result<Dtype> {
     }
 }
 
+/// A progress bar on stderr over `total` steps (hidden with `--quiet` or off a terminal).
+fn progress_bar(total: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let template = format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} layers ({{eta}})");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
 /// Prints a value as pretty JSON on stdout.
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -1,12 +1,24 @@
-//! `compress quantize --model M --out O --bits B [--group-size G|--per-channel|--per-tensor] [--symmetric] [--json]`.
+//! `compress quantize --model M --out O --bits B [--group-size G|--per-channel|--per-tensor]
+//! [--symmetric] [--method rtn|mse|gptq|awq|qat] [--calib F --calib-samples N --seq-len L] [--json]`.
+//!
+//! The model is streamed from its checkpoint one decoder layer at a time, so memory stays
+//! about one layer plus the calibration activations and the packed output.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use compress_core::data::load_documents;
+use compress_core::model::hf::open_checkpoint;
 use compress_core::outdir::check_output_dir;
-use compress_core::stages::quantize::{quantize_model, save_quantized, QuantizeConfig};
+use compress_core::stages::quantize::awq::AwqConfig;
+use compress_core::stages::quantize::gptq::GptqConfig;
+use compress_core::stages::quantize::mse::MseConfig;
+use compress_core::stages::quantize::{
+    quantize_sequential, save_quantized, Calibration, Method, ModelSource, QuantizeConfig,
+};
+use compress_core::tokenizer::Tokenizer;
 use compress_format::pack_quantized::WeightQuant;
 use serde::Serialize;
 
-use crate::cli::{Common, QuantizeArgs};
+use crate::cli::{Common, QuantMethod, QuantizeArgs};
 
 #[derive(Serialize)]
 struct Summary<'a> {
@@ -32,23 +44,84 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
     } else {
         WeightQuant::group(a.bits, a.symmetric, a.group_size.unwrap_or(128))
     };
+    if a.method == QuantMethod::Qat {
+        anyhow::bail!("--method qat: not wired yet");
+    }
+    let method = match a.method {
+        QuantMethod::Rtn | QuantMethod::Qat => Method::Rtn,
+        QuantMethod::Mse => Method::Mse(MseConfig::for_bits(a.bits)),
+        QuantMethod::Gptq => Method::Gptq(GptqConfig {
+            dampening_frac: a.dampening,
+            act_order: a.act_order,
+            ..GptqConfig::default()
+        }),
+        QuantMethod::Awq => Method::Awq(AwqConfig::default()),
+    };
+    if !(a.dampening.is_finite() && a.dampening >= 0.0) {
+        anyhow::bail!("--dampening {}: must be a finite number ≥ 0", a.dampening);
+    }
+    if a.act_order && !matches!(method, Method::Gptq(_)) {
+        anyhow::bail!("--act-order: only applies to --method gptq");
+    }
+    if a.calib.is_some() && !method.needs_calibration() {
+        anyhow::bail!(
+            "--calib: --method {} uses no calibration data",
+            method.name()
+        );
+    }
     let device = super::device(common)?;
-    let loaded = super::load(&a.model, &device)?;
-    if loaded.quantization.is_some() {
+    let ck = open_checkpoint(&a.model)
+        .with_context(|| format!("loading model {}", a.model.display()))?;
+    if ck.quantization.is_some() {
         anyhow::bail!(
             "{}: is already quantized (quantization_config in config.json); quantize the float model",
             a.model.display()
         );
     }
+    let calib = match (&a.calib, method.needs_calibration()) {
+        (None, true) => anyhow::bail!(
+            "--method {}: needs calibration data (--calib FILE; .txt, .json or .jsonl)",
+            method.name()
+        ),
+        (Some(path), true) => {
+            if !path.is_file() {
+                anyhow::bail!("--calib {}: file not found", path.display());
+            }
+            let tokenizer = Tokenizer::from_model_dir(&a.model)?;
+            let docs = load_documents(path, tokenizer.as_ref(), ck.config.vocab_size)?;
+            let c = Calibration::from_documents(&docs, a.calib_samples, a.seq_len)
+                .with_context(|| format!("--calib {}", path.display()))?;
+            if !common.quiet && !a.json {
+                eprintln!(
+                    "calibration: {} sequences, {} tokens from {}",
+                    c.samples.len(),
+                    c.tokens(),
+                    path.display()
+                );
+            }
+            Some(c)
+        }
+        _ => None,
+    };
     let dtype = match &a.dtype {
         Some(d) => super::parse_dtype(d)?,
-        None => loaded.dtype,
+        None => ck.dtype,
     };
     let cfg = QuantizeConfig {
         weights,
         ignore: a.ignore.clone(),
+        method,
     };
-    let q = quantize_model(&loaded.model, &cfg, dtype, loaded.dtype)?;
+    let bar = super::progress_bar(ck.config.num_layers as u64, "quantize", common.quiet);
+    let q = quantize_sequential(
+        &ModelSource::Checkpoint(&ck, device),
+        &cfg,
+        calib.as_ref(),
+        dtype,
+        ck.dtype,
+        &mut |done, _| bar.set_position(done as u64),
+    )?;
+    bar.finish_and_clear();
     if q.config.ragged_groups {
         let inn: Vec<usize> = q.layers.iter().map(|(_, l)| l.in_features).collect();
         let g = cfg.weights.group_size.unwrap_or(0);
@@ -69,7 +142,7 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
         }
         eprintln!("warning: {msg}");
     }
-    save_quantized(&loaded.hf_config, &q, &a.out, dtype, Some(a.model.clone()))?;
+    save_quantized(&ck.hf_config, &q, &a.out, dtype, Some(a.model.clone()))?;
     let before: usize = q.reports.iter().map(|r| r.bytes_before).sum();
     let after: usize = q.reports.iter().map(|r| r.bytes_after).sum();
     let weights_n: usize = q.layers.iter().map(|(_, l)| l.q.len()).sum();

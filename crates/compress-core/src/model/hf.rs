@@ -14,7 +14,7 @@ use compress_format::safetensors::{write_model_dir_weights, Dtype, ModelFiles, T
 
 use super::config::LlamaConfig;
 use super::llama::LlamaModel;
-use super::weights::{build_model, export_tensors, tensor_specs, TensorKind};
+use super::weights::{build_model, export_tensors, tensor_specs, TensorKind, TensorSpec};
 use crate::error::{CoreError, Result};
 use crate::outdir::write_dir_atomically;
 
@@ -38,8 +38,39 @@ fn ignorable(name: &str) -> bool {
     name.ends_with("rotary_emb.inv_freq")
 }
 
+/// An opened checkpoint directory whose tensor names and shapes have been checked against its
+/// config; tensors are read on demand (memory-mapped), so a model can be streamed layer by layer.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// The safetensors files.
+    pub files: ModelFiles,
+    /// The parsed `config.json` (all original keys kept).
+    pub hf_config: HfConfig,
+    /// The model shape.
+    pub config: LlamaConfig,
+    /// The float dtype the weights are stored in.
+    pub dtype: Dtype,
+    /// The directory.
+    pub dir: PathBuf,
+    /// The `quantization_config` of a pack-quantized checkpoint.
+    pub quantization: Option<QuantizationConfig>,
+}
+
 /// Loads an HF Llama-family directory onto `device`.
 pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    let ck = open_checkpoint(dir)?;
+    let model = build_model(&ck.config, device, &mut |spec| ck.read(spec))?;
+    Ok(LoadedModel {
+        model,
+        hf_config: ck.hf_config,
+        dtype: ck.dtype,
+        dir: ck.dir,
+        quantization: ck.quantization,
+    })
+}
+
+/// Opens and checks an HF Llama-family directory without reading its weights.
+pub fn open_checkpoint(dir: &Path) -> Result<Checkpoint> {
     if !dir.is_dir() {
         return Err(CoreError::Invalid(format!(
             "{}: model directory not found",
@@ -124,25 +155,37 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
         ));
     }
     let dtype = files.dtype().unwrap_or(Dtype::F32);
-    let model = build_model(&cfg, device, &mut |spec| {
-        if let (Some(q), true) = (
-            &quantization,
-            spec.kind == TensorKind::Linear && packed(&spec.name),
-        ) {
+    Ok(Checkpoint {
+        files,
+        hf_config,
+        config: cfg,
+        dtype,
+        dir: dir.to_path_buf(),
+        quantization,
+    })
+}
+
+impl Checkpoint {
+    /// The values of one tensor of [`tensor_specs`] in HF layout (packed layers dequantized).
+    pub fn read(&self, spec: &TensorSpec) -> Result<Vec<f32>> {
+        let dir = &self.dir;
+        if let Some(q) = &self.quantization {
             let prefix = spec.name.trim_end_matches(".weight");
-            let layer = QuantizedLinear::from_files(&files, prefix, &q.weights)?;
-            if [layer.out_features, layer.in_features] != [spec.shape[0], spec.shape[1]] {
-                return Err(weights_error(
-                    dir,
-                    format!(
-                        "packed layer `{prefix}` has shape [{}, {}], config.json implies {:?}",
-                        layer.out_features, layer.in_features, spec.shape
-                    ),
-                ));
+            if spec.kind == TensorKind::Linear && is_packed_layer(&self.files, prefix) {
+                let layer = QuantizedLinear::from_files(&self.files, prefix, &q.weights)?;
+                if [layer.out_features, layer.in_features] != [spec.shape[0], spec.shape[1]] {
+                    return Err(weights_error(
+                        dir,
+                        format!(
+                            "packed layer `{prefix}` has shape [{}, {}], config.json implies {:?}",
+                            layer.out_features, layer.in_features, spec.shape
+                        ),
+                    ));
+                }
+                return Ok(layer.dequantize(&q.weights));
             }
-            return Ok(layer.dequantize(&q.weights));
         }
-        let t = files.tensor(&spec.name)?;
+        let t = self.files.tensor(&spec.name)?;
         if t.shape != spec.shape.as_slice() {
             return Err(weights_error(
                 dir,
@@ -153,14 +196,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
             ));
         }
         Ok(t.to_f32()?)
-    })?;
-    Ok(LoadedModel {
-        model,
-        hf_config,
-        dtype,
-        dir: dir.to_path_buf(),
-        quantization,
-    })
+    }
 }
 
 /// Whether a tied checkpoint's stored `lm_head.weight` is just a copy of the embeddings.

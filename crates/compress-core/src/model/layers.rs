@@ -7,6 +7,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Tensor};
 
 use super::rope::Rope;
+use crate::stages::quantize::qat::{linear_forward, FakeQuant};
 
 /// Makes a trainable parameter with a stable id (so optimizer state survives save → load).
 pub fn param<const D: usize>(id: ParamId, value: Tensor<D>) -> Param<Tensor<D>> {
@@ -45,13 +46,27 @@ pub struct Mlp {
     pub up_proj: Linear,
     /// `down_proj`: intermediate → hidden.
     pub down_proj: Linear,
+    /// Fake quantization of gate/up/down in the forward (QAT); all `None` for float.
+    #[module(skip)]
+    pub fake_quant: [Option<FakeQuant>; 3],
 }
 
 impl Mlp {
     /// `x`: `[batch, seq, hidden]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        self.apply(2, self.hidden(x))
+    }
+
+    /// The input of `down_proj`: `silu(gate(x)) · up(x)`, `[batch, seq, intermediate]`.
+    pub fn hidden(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.apply(0, x.clone()));
+        gate * self.apply(1, x)
+    }
+
+    /// Linear `i` (0 gate, 1 up, 2 down) on `x`, fake-quantized when set.
+    fn apply(&self, i: usize, x: Tensor<3>) -> Tensor<3> {
+        let lin = [&self.gate_proj, &self.up_proj, &self.down_proj][i];
+        linear_forward(lin, self.fake_quant[i].as_ref(), x)
     }
 }
 
@@ -81,6 +96,9 @@ pub struct Attention {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// Fake quantization of q/k/v/o in the forward (QAT); all `None` for float.
+    #[module(skip)]
+    pub fake_quant: [Option<FakeQuant>; 4],
 }
 
 impl Attention {
@@ -93,12 +111,23 @@ impl Attention {
         sin: &Tensor<2>,
         cache: Option<&mut Option<LayerKv>>,
     ) -> Tensor<3> {
+        self.apply(3, self.attend(x, cos, sin, cache))
+    }
+
+    /// Everything before `o_proj`: the heads' attention outputs, `[batch, seq, heads·head_dim]`.
+    pub fn attend(
+        &self,
+        x: Tensor<3>,
+        cos: &Tensor<2>,
+        sin: &Tensor<2>,
+        cache: Option<&mut Option<LayerKv>>,
+    ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let split = |t: Tensor<3>, heads: usize| t.reshape([batch, seq, heads, hd]).swap_dims(1, 2);
-        let q = Rope::apply(split(self.q_proj.forward(x.clone()), h), cos, sin);
-        let mut k = Rope::apply(split(self.k_proj.forward(x.clone()), kvh), cos, sin);
-        let mut v = split(self.v_proj.forward(x), kvh);
+        let q = Rope::apply(split(self.apply(0, x.clone()), h), cos, sin);
+        let mut k = Rope::apply(split(self.apply(1, x.clone()), kvh), cos, sin);
+        let mut v = split(self.apply(2, x), kvh);
 
         let mut past = 0;
         if let Some(slot) = cache {
@@ -129,8 +158,13 @@ impl Attention {
             scores
         };
         let out = softmax(scores, 3).matmul(v);
-        let out = out.swap_dims(1, 2).reshape([batch, seq, h * hd]);
-        self.o_proj.forward(out)
+        out.swap_dims(1, 2).reshape([batch, seq, h * hd])
+    }
+
+    /// Linear `i` (0 q, 1 k, 2 v, 3 o) on `x`, fake-quantized when set.
+    fn apply(&self, i: usize, x: Tensor<3>) -> Tensor<3> {
+        let lin = [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj][i];
+        linear_forward(lin, self.fake_quant[i].as_ref(), x)
     }
 }
 

@@ -23,8 +23,44 @@ pub struct DecoderLayer {
     pub mlp: Mlp,
 }
 
+/// The inputs of a decoder layer's linears, captured by [`DecoderLayer::forward_traced`].
+#[derive(Clone, Debug)]
+pub struct LayerTaps {
+    /// Input of `q_proj`, `k_proj`, `v_proj` (the normed layer input).
+    pub attn_in: Tensor<3>,
+    /// Input of `o_proj` (the heads' attention outputs).
+    pub o_in: Tensor<3>,
+    /// Input of `gate_proj` and `up_proj` (the normed residual after attention).
+    pub mlp_in: Tensor<3>,
+    /// Input of `down_proj` (`silu(gate) · up`).
+    pub down_in: Tensor<3>,
+}
+
 impl DecoderLayer {
-    fn forward(
+    /// The block's output for `x` with no cache, and the input of each of its linears.
+    pub fn forward_traced(
+        &self,
+        x: Tensor<3>,
+        cos: &Tensor<2>,
+        sin: &Tensor<2>,
+    ) -> (Tensor<3>, LayerTaps) {
+        let attn_in = self.input_layernorm.forward(x.clone());
+        let o_in = self.self_attn.attend(attn_in.clone(), cos, sin, None);
+        let h = x + self.self_attn.o_proj.forward(o_in.clone());
+        let mlp_in = self.post_attention_layernorm.forward(h.clone());
+        let down_in = self.mlp.hidden(mlp_in.clone());
+        let out = h + self.mlp.down_proj.forward(down_in.clone());
+        let taps = LayerTaps {
+            attn_in,
+            o_in,
+            mlp_in,
+            down_in,
+        };
+        (out, taps)
+    }
+
+    /// The block's output for `x` at the positions `cos`/`sin` cover, optionally with a cache.
+    pub fn forward(
         &self,
         x: Tensor<3>,
         cos: &Tensor<2>,

@@ -9,5 +9,5 @@ pub mod rope;
 pub mod weights;
 
 pub use config::LlamaConfig;
-pub use hf::{load_model, save_model, LoadedModel};
+pub use hf::{load_model, open_checkpoint, save_model, Checkpoint, LoadedModel};
 pub use llama::{batch_tensor, tokens_tensor, KvCache, LlamaModel, ModelOutput};

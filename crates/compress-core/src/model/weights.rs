@@ -202,28 +202,7 @@ pub fn build_model(
     };
     let mut layers = Vec::with_capacity(cfg.num_layers);
     for l in 0..cfg.num_layers {
-        let p = format!("model.layers.{l}");
-        let ab = cfg.attention_bias;
-        layers.push(DecoderLayer {
-            input_layernorm: norm(src.vector(&format!("{p}.input_layernorm.weight"))?),
-            self_attn: Attention {
-                q_proj: src.linear(&format!("{p}.self_attn.q_proj"), ab)?,
-                k_proj: src.linear(&format!("{p}.self_attn.k_proj"), ab)?,
-                v_proj: src.linear(&format!("{p}.self_attn.v_proj"), ab)?,
-                o_proj: src.linear(&format!("{p}.self_attn.o_proj"), cfg.o_proj_bias())?,
-                num_heads: cfg.num_heads,
-                num_kv_heads: cfg.num_kv_heads,
-                head_dim: cfg.head_dim,
-            },
-            post_attention_layernorm: norm(
-                src.vector(&format!("{p}.post_attention_layernorm.weight"))?,
-            ),
-            mlp: Mlp {
-                gate_proj: src.linear(&format!("{p}.mlp.gate_proj"), false)?,
-                up_proj: src.linear(&format!("{p}.mlp.up_proj"), false)?,
-                down_proj: src.linear(&format!("{p}.mlp.down_proj"), false)?,
-            },
-        });
+        layers.push(take_layer(cfg, l, &mut src)?);
     }
     let final_norm = norm(src.vector("model.norm.weight")?);
     let lm_head = match cfg.tie_word_embeddings {
@@ -238,6 +217,59 @@ pub fn build_model(
         rope: Rope::new(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling.as_ref()),
         config: cfg.clone(),
     })
+}
+
+fn take_layer(cfg: &LlamaConfig, l: usize, src: &mut Pending) -> Result<DecoderLayer> {
+    let norm = |weight| RmsNorm {
+        weight,
+        eps: cfg.rms_norm_eps,
+    };
+    let p = format!("model.layers.{l}");
+    let ab = cfg.attention_bias;
+    Ok(DecoderLayer {
+        input_layernorm: norm(src.vector(&format!("{p}.input_layernorm.weight"))?),
+        self_attn: Attention {
+            q_proj: src.linear(&format!("{p}.self_attn.q_proj"), ab)?,
+            k_proj: src.linear(&format!("{p}.self_attn.k_proj"), ab)?,
+            v_proj: src.linear(&format!("{p}.self_attn.v_proj"), ab)?,
+            o_proj: src.linear(&format!("{p}.self_attn.o_proj"), cfg.o_proj_bias())?,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+            fake_quant: Default::default(),
+        },
+        post_attention_layernorm: norm(
+            src.vector(&format!("{p}.post_attention_layernorm.weight"))?,
+        ),
+        mlp: Mlp {
+            gate_proj: src.linear(&format!("{p}.mlp.gate_proj"), false)?,
+            up_proj: src.linear(&format!("{p}.mlp.up_proj"), false)?,
+            down_proj: src.linear(&format!("{p}.mlp.down_proj"), false)?,
+            fake_quant: Default::default(),
+        },
+    })
+}
+
+/// Builds decoder layer `l` alone, asking `source` for its tensors (values in HF layout), so
+/// a model can be processed one layer at a time without holding the rest.
+pub fn build_layer(
+    cfg: &LlamaConfig,
+    l: usize,
+    device: &Device,
+    source: &mut dyn FnMut(&TensorSpec) -> Result<Vec<f32>>,
+) -> Result<DecoderLayer> {
+    let prefix = format!("model.layers.{l}.");
+    let specs = tensor_specs(cfg)
+        .into_iter()
+        .filter(|s| s.name.starts_with(&prefix))
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    let mut src = Pending {
+        specs,
+        source,
+        device,
+    };
+    take_layer(cfg, l, &mut src)
 }
 
 /// A randomly initialized model (normal(0, 0.02) weights, zero biases, unit norms), the same
@@ -274,57 +306,87 @@ pub fn normal(rng: &mut StdRng) -> f32 {
 
 use crate::tensor_util::to_vec_f32 as values_of;
 
+/// Every tensor of decoder layer `l` by HF name, shape and values in HF layout.
+pub fn export_layer(layer: &DecoderLayer, l: usize) -> Vec<(TensorSpec, Vec<f32>)> {
+    let p = format!("model.layers.{l}");
+    let mut out = Vec::new();
+    let vector = |name: String, t: Tensor<1>| {
+        let v = values_of(t);
+        (spec(name, vec![v.len()], TensorKind::Norm), v)
+    };
+    out.push(vector(
+        format!("{p}.input_layernorm.weight"),
+        layer.input_layernorm.weight.val(),
+    ));
+    let a = &layer.self_attn;
+    for (proj, lin) in [
+        ("self_attn.q_proj", &a.q_proj),
+        ("self_attn.k_proj", &a.k_proj),
+        ("self_attn.v_proj", &a.v_proj),
+        ("self_attn.o_proj", &a.o_proj),
+        ("mlp.gate_proj", &layer.mlp.gate_proj),
+        ("mlp.up_proj", &layer.mlp.up_proj),
+        ("mlp.down_proj", &layer.mlp.down_proj),
+    ] {
+        let w = lin.weight.val();
+        let [i, o] = w.dims();
+        let name = format!("{p}.{proj}");
+        out.push((
+            spec(format!("{name}.weight"), vec![o, i], TensorKind::Linear),
+            transpose(&values_of(w), i, o),
+        ));
+        if let Some(b) = &lin.bias {
+            let v = values_of(b.val());
+            out.push((spec(format!("{name}.bias"), vec![o], TensorKind::Bias), v));
+        }
+    }
+    out.push(vector(
+        format!("{p}.post_attention_layernorm.weight"),
+        layer.post_attention_layernorm.weight.val(),
+    ));
+    out
+}
+
+/// The tensors outside the decoder layers (embeddings, final norm, `lm_head`), HF layout.
+pub fn export_outer(model: &LlamaModel) -> Vec<(TensorSpec, Vec<f32>)> {
+    let cfg = &model.config;
+    let mut out = vec![(
+        spec(
+            "model.embed_tokens.weight".into(),
+            vec![cfg.vocab_size, cfg.hidden_size],
+            TensorKind::Embedding,
+        ),
+        values_of(model.embed_tokens.weight.val()),
+    )];
+    out.push((
+        spec(
+            "model.norm.weight".into(),
+            vec![cfg.hidden_size],
+            TensorKind::Norm,
+        ),
+        values_of(model.norm.weight.val()),
+    ));
+    if let Some(head) = &model.lm_head {
+        let w = head.weight.val();
+        let [i, o] = w.dims();
+        out.push((
+            spec("lm_head.weight".into(), vec![o, i], TensorKind::Linear),
+            transpose(&values_of(w), i, o),
+        ));
+    }
+    out
+}
+
 /// Every tensor of the model by HF name, shape and values in HF layout, in [`tensor_specs`] order.
 pub fn export_tensors(model: &LlamaModel) -> Vec<(TensorSpec, Vec<f32>)> {
-    let cfg = &model.config;
-    let mut by_name = HashMap::new();
-    let lin = |l: &burn::nn::Linear| {
-        let w = l.weight.val();
-        let [i, o] = w.dims();
-        (
-            transpose(&values_of(w), i, o),
-            l.bias.as_ref().map(|b| values_of(b.val())),
-        )
-    };
-    by_name.insert(
-        "model.embed_tokens.weight".to_string(),
-        values_of(model.embed_tokens.weight.val()),
-    );
+    let mut by_name: HashMap<String, Vec<f32>> = export_outer(model)
+        .into_iter()
+        .map(|(s, v)| (s.name, v))
+        .collect();
     for (l, layer) in model.layers.iter().enumerate() {
-        let p = format!("model.layers.{l}");
-        let a = &layer.self_attn;
-        for (proj, lin_ref) in [
-            ("self_attn.q_proj", &a.q_proj),
-            ("self_attn.k_proj", &a.k_proj),
-            ("self_attn.v_proj", &a.v_proj),
-            ("self_attn.o_proj", &a.o_proj),
-            ("mlp.gate_proj", &layer.mlp.gate_proj),
-            ("mlp.up_proj", &layer.mlp.up_proj),
-            ("mlp.down_proj", &layer.mlp.down_proj),
-        ] {
-            let (w, b) = lin(lin_ref);
-            by_name.insert(format!("{p}.{proj}.weight"), w);
-            if let Some(b) = b {
-                by_name.insert(format!("{p}.{proj}.bias"), b);
-            }
-        }
-        by_name.insert(
-            format!("{p}.input_layernorm.weight"),
-            values_of(layer.input_layernorm.weight.val()),
-        );
-        by_name.insert(
-            format!("{p}.post_attention_layernorm.weight"),
-            values_of(layer.post_attention_layernorm.weight.val()),
-        );
+        by_name.extend(export_layer(layer, l).into_iter().map(|(s, v)| (s.name, v)));
     }
-    by_name.insert(
-        "model.norm.weight".into(),
-        values_of(model.norm.weight.val()),
-    );
-    if let Some(head) = &model.lm_head {
-        by_name.insert("lm_head.weight".into(), lin(head).0);
-    }
-    tensor_specs(cfg)
+    tensor_specs(&model.config)
         .into_iter()
         .map(|s| {
             let v = by_name.remove(&s.name).expect("every spec is exported");

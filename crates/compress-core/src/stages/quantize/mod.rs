@@ -1,13 +1,22 @@
-//! Weight quantization of a [`LlamaModel`] into compressed-tensors `pack-quantized` layers.
+//! Weight quantization of a Llama-family model into compressed-tensors `pack-quantized` layers.
 //!
-//! Lifecycle: [`quantize_model`] picks the target linears (every linear but `lm_head` and the
-//! `--ignore` list), quantizes each with the chosen method and reports its reconstruction
-//! error; [`save_quantized`] writes the packed directory atomically. The scale/zero-point math
-//! lives in [`math`], round-to-nearest in [`rtn`]. Calibration methods (MSE clipping, GPTQ,
-//! AWQ) and QAT are still to come.
+//! Lifecycle: [`quantize_sequential`] walks the model one decoder layer at a time (from memory
+//! or streamed from a checkpoint), runs calibration data through the layers already quantized
+//! when the method needs it, quantizes every target linear (every linear but `lm_head` and the
+//! `--ignore` list) and reports its reconstruction error; [`save_quantized`] writes the packed
+//! directory atomically. [`quantize_model`] is the one-call form for a model in memory.
+//!
+//! Methods: [`rtn`] (round to nearest), [`mse`] (searched clip ratio per group), [`gptq`]
+//! (Hessian-aware error feedback), [`awq`] (activation-aware scales folded into the preceding
+//! norm/linear), [`qat`] (fake-quant training). The scale/zero-point math lives in [`math`].
 
+pub mod awq;
+pub mod gptq;
 pub mod math;
+pub mod mse;
+pub mod qat;
 pub mod rtn;
+pub mod sequential;
 
 use std::path::{Path, PathBuf};
 
@@ -18,9 +27,41 @@ use serde::Serialize;
 
 use crate::error::{CoreError, Result};
 use crate::model::hf::torch_dtype_name;
-use crate::model::weights::{export_tensors, TensorKind, TensorSpec};
-use crate::model::LlamaModel;
+use crate::model::weights::{tensor_specs, TensorKind, TensorSpec};
+use crate::model::{LlamaConfig, LlamaModel};
 use crate::outdir::write_dir_atomically;
+
+pub use sequential::{quantize_sequential, Calibration, ModelSource};
+
+/// How each weight matrix is rounded.
+#[derive(Clone, Debug)]
+pub enum Method {
+    /// Round to nearest with min/max scales.
+    Rtn,
+    /// Round to nearest with a clip ratio searched per group.
+    Mse(mse::MseConfig),
+    /// GPTQ error feedback against calibration Hessians.
+    Gptq(gptq::GptqConfig),
+    /// AWQ activation-aware scales, then round to nearest.
+    Awq(awq::AwqConfig),
+}
+
+impl Method {
+    /// The CLI name (`rtn`, `mse`, `gptq`, `awq`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Rtn => "rtn",
+            Method::Mse(_) => "mse",
+            Method::Gptq(_) => "gptq",
+            Method::Awq(_) => "awq",
+        }
+    }
+
+    /// Whether the method needs calibration data.
+    pub fn needs_calibration(&self) -> bool {
+        matches!(self, Method::Gptq(_) | Method::Awq(_))
+    }
+}
 
 /// How to quantize.
 #[derive(Clone, Debug)]
@@ -29,6 +70,26 @@ pub struct QuantizeConfig {
     pub weights: WeightQuant,
     /// Layers left in floating point besides `lm_head` (names or prefixes of HF module names).
     pub ignore: Vec<String>,
+    /// The rounding method.
+    pub method: Method,
+}
+
+impl QuantizeConfig {
+    /// Round-to-nearest with `weights`, nothing ignored but `lm_head`.
+    pub fn rtn(weights: WeightQuant) -> Self {
+        Self {
+            weights,
+            ignore: Vec::new(),
+            method: Method::Rtn,
+        }
+    }
+
+    fn awq_max_tokens(&self) -> usize {
+        match &self.method {
+            Method::Awq(a) => a.max_tokens,
+            _ => 0,
+        }
+    }
 }
 
 /// One quantized layer's line of the summary.
@@ -65,80 +126,85 @@ pub struct QuantizedModel {
     pub config: QuantizationConfig,
 }
 
-fn ignored(name: &str, ignore: &[String]) -> bool {
+pub(crate) fn ignored(name: &str, ignore: &[String]) -> bool {
     ignore
         .iter()
         .any(|i| name == i || name.starts_with(&format!("{i}.")))
 }
 
-/// Quantizes every target linear of `model` (scales stored as `scale_dtype`).
-pub fn quantize_model(
-    model: &LlamaModel,
-    cfg: &QuantizeConfig,
-    scale_dtype: Dtype,
-    source_dtype: Dtype,
-) -> Result<QuantizedModel> {
-    cfg.weights.validate()?;
-    let mut ignore = vec!["lm_head".to_string()];
-    ignore.extend(cfg.ignore.iter().cloned());
-    let tensors = export_tensors(model);
-    let is_linear = |s: &TensorSpec| s.kind == TensorKind::Linear;
-    for i in &cfg.ignore {
-        let matches = tensors.iter().any(|(s, _)| {
-            is_linear(s) && ignored(s.name.trim_end_matches(".weight"), std::slice::from_ref(i))
-        });
-        if !matches {
+/// The full ignore list (`lm_head` + `extra`), each extra entry checked to name a linear.
+pub(crate) fn check_ignore(cfg: &LlamaConfig, extra: &[String]) -> Result<Vec<String>> {
+    let linears: Vec<String> = tensor_specs(cfg)
+        .into_iter()
+        .filter(|s| s.kind == TensorKind::Linear)
+        .map(|s| s.name.trim_end_matches(".weight").to_string())
+        .collect();
+    for i in extra {
+        if !linears.iter().any(|n| ignored(n, std::slice::from_ref(i))) {
             return Err(CoreError::Invalid(format!(
                 "--ignore {i}: names no linear layer (e.g. model.layers.0.mlp.down_proj)"
             )));
         }
     }
-    let wq = &cfg.weights;
-    let mut config = QuantizationConfig::new(*wq);
-    config.ignore = ignore.clone();
-    let (mut layers, mut reports, mut floats) = (Vec::new(), Vec::new(), Vec::new());
-    for (spec, w) in tensors {
-        let name = spec.name.trim_end_matches(".weight").to_string();
-        if !is_linear(&spec) || ignored(&name, &ignore) {
-            floats.push((spec, w));
-            continue;
-        }
-        let (out, inn) = (spec.shape[0], spec.shape[1]);
-        config.ragged_groups |= wq.is_ragged(inn);
-        let ql = rtn::quantize_rtn(&w, out, inn, wq, scale_dtype, None);
-        let deq = ql.dequantize(wq);
-        let num: f64 = w
-            .iter()
-            .zip(&deq)
-            .map(|(a, b)| ((a - b) as f64).powi(2))
-            .sum();
-        let den: f64 = w.iter().map(|a| (*a as f64).powi(2)).sum();
-        let n_scales = ql.scales.len();
-        let zp_bits = if wq.symmetric {
-            0
-        } else {
-            wq.num_bits as usize
-        };
-        let bits_after =
-            out * inn * wq.num_bits as usize + n_scales * (scale_dtype.size() * 8 + zp_bits);
-        reports.push(LayerReport {
-            name: name.clone(),
-            method: "rtn".into(),
-            bits: wq.num_bits,
-            group_size: wq.group_size,
-            rel_error: if den > 0.0 { num / den } else { 0.0 },
-            bytes_before: out * inn * source_dtype.size(),
-            bytes_after: bits_after.div_ceil(8),
-            bits_per_weight: bits_after as f64 / (out * inn) as f64,
-        });
-        layers.push((name, ql));
+    let mut ignore = vec!["lm_head".to_string()];
+    ignore.extend(extra.iter().cloned());
+    Ok(ignore)
+}
+
+/// The summary line of one quantized layer.
+pub(crate) fn layer_report(
+    name: &str,
+    method: &str,
+    w: &[f32],
+    ql: &QuantizedLinear,
+    wq: &WeightQuant,
+    scale_dtype: Dtype,
+    source_dtype: Dtype,
+) -> LayerReport {
+    let (out, inn) = (ql.out_features, ql.in_features);
+    let deq = ql.dequantize(wq);
+    let num: f64 = w
+        .iter()
+        .zip(&deq)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    let den: f64 = w.iter().map(|a| (*a as f64).powi(2)).sum();
+    let zp_bits = if wq.symmetric {
+        0
+    } else {
+        wq.num_bits as usize
+    };
+    let bits_after =
+        out * inn * wq.num_bits as usize + ql.scales.len() * (scale_dtype.size() * 8 + zp_bits);
+    LayerReport {
+        name: name.to_string(),
+        method: method.to_string(),
+        bits: wq.num_bits,
+        group_size: wq.group_size,
+        rel_error: if den > 0.0 { num / den } else { 0.0 },
+        bytes_before: out * inn * source_dtype.size(),
+        bytes_after: bits_after.div_ceil(8),
+        bits_per_weight: bits_after as f64 / (out * inn) as f64,
     }
-    Ok(QuantizedModel {
-        layers,
-        floats,
-        reports,
-        config,
-    })
+}
+
+/// Quantizes every target linear of `model` in memory (scales stored as `scale_dtype`);
+/// `calib` is needed by GPTQ and AWQ.
+pub fn quantize_model(
+    model: &LlamaModel,
+    cfg: &QuantizeConfig,
+    calib: Option<&Calibration>,
+    scale_dtype: Dtype,
+    source_dtype: Dtype,
+) -> Result<QuantizedModel> {
+    quantize_sequential(
+        &ModelSource::Model(model),
+        cfg,
+        calib,
+        scale_dtype,
+        source_dtype,
+        &mut |_, _| {},
+    )
 }
 
 /// Writes `quantized` (packed layers, other tensors as `dtype`) into `out`, atomically.

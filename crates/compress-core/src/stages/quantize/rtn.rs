@@ -7,10 +7,12 @@ use compress_format::pack_quantized::{
 };
 use compress_format::safetensors::Dtype;
 
+use rayon::prelude::*;
+
 use super::math::{min_max, quantize, zero_point, QuantRange, ScaleZero};
 
 /// Scale and zero point for `[min, max]` with the scale stored as `dtype`.
-fn stored_scale_zero(
+pub(crate) fn stored_scale_zero(
     min: f32,
     max: f32,
     range: QuantRange,
@@ -42,46 +44,64 @@ pub fn quantize_rtn(
     scale_dtype: Dtype,
     clip: Option<&[f32]>,
 ) -> QuantizedLinear {
+    let range = QuantRange::new(wq.num_bits);
+    quantize_groups(weight, out, inn, wq, &|group, values| {
+        let (lo, hi) = min_max(values);
+        let c = clip.map_or(1.0, |c| c[group]);
+        stored_scale_zero(lo, hi, range, wq.symmetric, c, scale_dtype)
+    })
+}
+
+/// Quantizes a row-major HF weight `[out, inn]` group by group, each group's scale and zero
+/// point chosen by `params(group index, group values)` (groups row-major like the scales).
+/// Rows are processed in parallel.
+pub fn quantize_groups(
+    weight: &[f32],
+    out: usize,
+    inn: usize,
+    wq: &WeightQuant,
+    params: &(dyn Fn(usize, &[f32]) -> ScaleZero + Sync),
+) -> QuantizedLinear {
     assert_eq!(weight.len(), out * inn, "weight is [out, in]");
     let range = QuantRange::new(wq.num_bits);
-    let n_groups = wq.num_groups(inn);
-    let glen = wq.group_len(inn);
     let mut q = vec![0i8; out * inn];
-    let (mut scales, mut zeros) = (Vec::new(), Vec::new());
-    let mut quantize_span = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, c: f32| {
-        let values: Vec<f32> = rows
-            .clone()
-            .flat_map(|r| {
-                weight[r * inn + cols.start..r * inn + cols.end]
-                    .iter()
-                    .copied()
-            })
-            .collect();
-        let (lo, hi) = min_max(&values);
-        let sz = stored_scale_zero(lo, hi, range, wq.symmetric, c, scale_dtype);
-        for r in rows {
-            for col in cols.clone() {
-                q[r * inn + col] = quantize(weight[r * inn + col], sz, range) as i8;
+    let (scales, zeros): (Vec<f32>, Vec<i8>) = match wq.strategy {
+        QuantStrategy::Tensor => {
+            let sz = params(0, weight);
+            for (c, &w) in q.iter_mut().zip(weight) {
+                *c = quantize(w, sz, range) as i8;
             }
+            (vec![sz.scale], vec![sz.zero as i8])
         }
-        scales.push(sz.scale);
-        zeros.push(sz.zero as i8);
+        QuantStrategy::Channel | QuantStrategy::Group => {
+            let (n_groups, glen) = match wq.strategy {
+                QuantStrategy::Group => (wq.num_groups(inn), wq.group_len(inn)),
+                _ => (1, inn),
+            };
+            let per_row: Vec<Vec<ScaleZero>> = q
+                .par_chunks_mut(inn.max(1))
+                .zip(weight.par_chunks(inn.max(1)))
+                .enumerate()
+                .map(|(r, (codes, row))| {
+                    (0..n_groups)
+                        .map(|g| {
+                            let cols = g * glen..((g + 1) * glen).min(inn);
+                            let sz = params(r * n_groups + g, &row[cols.clone()]);
+                            for (c, &w) in codes[cols.clone()].iter_mut().zip(&row[cols]) {
+                                *c = quantize(w, sz, range) as i8;
+                            }
+                            sz
+                        })
+                        .collect()
+                })
+                .collect();
+            per_row
+                .into_iter()
+                .flatten()
+                .map(|sz| (sz.scale, sz.zero as i8))
+                .unzip()
+        }
     };
-    let clip_at = |i: usize| clip.map_or(1.0, |c| c[i]);
-    match wq.strategy {
-        QuantStrategy::Tensor => quantize_span(0..out, 0..inn, clip_at(0)),
-        QuantStrategy::Channel => {
-            (0..out).for_each(|r| quantize_span(r..r + 1, 0..inn, clip_at(r)))
-        }
-        QuantStrategy::Group => {
-            for r in 0..out {
-                for g in 0..n_groups {
-                    let cols = g * glen..((g + 1) * glen).min(inn);
-                    quantize_span(r..r + 1, cols, clip_at(r * n_groups + g));
-                }
-            }
-        }
-    }
     QuantizedLinear {
         out_features: out,
         in_features: inn,

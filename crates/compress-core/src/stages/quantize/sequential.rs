@@ -1,0 +1,330 @@
+//! The layer-by-layer pipeline every method runs through: the float model comes from a
+//! [`ModelSource`] one decoder layer at a time, calibration activations flow through the
+//! layers already quantized, and each layer is quantized before the next is built, so memory
+//! stays O(one layer) plus the calibration activations.
+//!
+//! Per layer: build it; with calibration, run it on the current hidden states capturing each
+//! linear's input ([`DecoderLayer::forward_traced`]) into the statistics the method needs
+//! (GPTQ Hessians, AWQ activation magnitudes and samples); AWQ folds its scales into the layer;
+//! every target linear is quantized; the quantized weights are put back and the hidden states
+//! advance through the quantized layer.
+
+use burn::module::Param;
+use burn::nn::{Embedding, Linear};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::awq::{self, AwqStats};
+use super::gptq::{gptq_quantize, Hessian};
+use super::{ignored, layer_report, mse, rtn, Method, QuantizeConfig, QuantizedModel};
+use crate::error::{CoreError, Result};
+use crate::model::hf::Checkpoint;
+use crate::model::llama::{DecoderLayer, LayerTaps};
+use crate::model::rope::Rope;
+use crate::model::weights::{build_layer, export_layer, export_outer, tensor_specs, TensorSpec};
+use crate::model::{batch_tensor, LlamaConfig, LlamaModel};
+use crate::tensor_util::to_vec_f32;
+use compress_format::pack_quantized::QuantizationConfig;
+use compress_format::safetensors::Dtype;
+
+/// Where the float model comes from: a model in memory, or a checkpoint read layer by layer.
+pub enum ModelSource<'a> {
+    /// A built model (its layers are cloned one at a time; the model itself is not changed).
+    Model(&'a LlamaModel),
+    /// An opened checkpoint, each layer built on `device` only when it is quantized.
+    Checkpoint(&'a Checkpoint, Device),
+}
+
+impl ModelSource<'_> {
+    /// The model's shape.
+    pub fn config(&self) -> &LlamaConfig {
+        match self {
+            ModelSource::Model(m) => &m.config,
+            ModelSource::Checkpoint(ck, _) => &ck.config,
+        }
+    }
+
+    fn device(&self) -> Device {
+        match self {
+            ModelSource::Model(m) => m.embed_tokens.weight.val().device(),
+            ModelSource::Checkpoint(_, d) => d.clone(),
+        }
+    }
+
+    fn layer(&self, l: usize) -> Result<DecoderLayer> {
+        match self {
+            ModelSource::Model(m) => Ok(m.layers[l].clone()),
+            ModelSource::Checkpoint(ck, device) => {
+                build_layer(&ck.config, l, device, &mut |s| ck.read(s))
+            }
+        }
+    }
+
+    /// Embeddings, final norm and `lm_head`: the tensors outside the decoder layers.
+    fn outer_tensors(&self) -> Result<Vec<(TensorSpec, Vec<f32>)>> {
+        match self {
+            ModelSource::Model(m) => Ok(export_outer(m)),
+            ModelSource::Checkpoint(ck, _) => tensor_specs(&ck.config)
+                .into_iter()
+                .filter(|s| !s.name.starts_with("model.layers."))
+                .map(|s| {
+                    let v = ck.read(&s)?;
+                    Ok((s, v))
+                })
+                .collect(),
+        }
+    }
+
+    fn embed(&self, batches: &[Vec<Vec<u32>>]) -> Result<Vec<Tensor<3>>> {
+        let device = self.device();
+        let embedding = match self {
+            ModelSource::Model(m) => m.embed_tokens.clone(),
+            ModelSource::Checkpoint(ck, _) => {
+                let spec = tensor_specs(&ck.config).remove(0);
+                let values = ck.read(&spec)?;
+                let t = Tensor::<2>::from_data(TensorData::new(values, spec.shape), &device);
+                Embedding {
+                    weight: Param::from_tensor(t),
+                }
+            }
+        };
+        Ok(batches
+            .iter()
+            .map(|rows| embedding.forward(batch_tensor(rows, &device)))
+            .collect())
+    }
+}
+
+/// Calibration data: token rows run through the model in batches of equal length.
+#[derive(Clone, Debug)]
+pub struct Calibration {
+    /// Token rows (each at least 2 tokens).
+    pub samples: Vec<Vec<u32>>,
+    /// Rows per forward pass.
+    pub batch_size: usize,
+}
+
+impl Calibration {
+    /// Up to `samples` rows of `seq_len` tokens cut from `docs`, spread evenly over the data
+    /// (documents shorter than `seq_len` are used whole when nothing longer exists).
+    pub fn from_documents(docs: &[Vec<u32>], samples: usize, seq_len: usize) -> Result<Self> {
+        if samples == 0 || seq_len < 2 {
+            return Err(CoreError::Invalid(format!(
+                "calibration needs ≥ 1 sample of ≥ 2 tokens (got --calib-samples {samples}, --seq-len {seq_len})"
+            )));
+        }
+        let mut rows = crate::data::chunk(docs, seq_len, seq_len);
+        if rows.is_empty() {
+            rows = crate::data::chunk(docs, seq_len, 2);
+        }
+        if rows.is_empty() {
+            return Err(CoreError::Invalid(
+                "calibration data holds no sequence of at least 2 tokens".into(),
+            ));
+        }
+        let n = rows.len();
+        let take = samples.min(n);
+        let picked = (0..take).map(|i| rows[i * n / take].clone()).collect();
+        Ok(Self {
+            samples: picked,
+            batch_size: 4,
+        })
+    }
+
+    /// Total tokens.
+    pub fn tokens(&self) -> usize {
+        self.samples.iter().map(|s| s.len()).sum()
+    }
+
+    fn batches(&self) -> Vec<Vec<Vec<u32>>> {
+        let mut sorted = self.samples.clone();
+        sorted.sort_by_key(|s| s.len());
+        let mut out: Vec<Vec<Vec<u32>>> = Vec::new();
+        for s in sorted {
+            match out.last_mut() {
+                Some(b) if b.len() < self.batch_size.max(1) && b[0].len() == s.len() => b.push(s),
+                _ => out.push(vec![s]),
+            }
+        }
+        out
+    }
+}
+
+/// The linears of a decoder layer by HF suffix, with the index of the tap feeding each.
+pub(crate) const LINEARS: [(&str, usize); 7] = [
+    ("self_attn.q_proj", 0),
+    ("self_attn.k_proj", 0),
+    ("self_attn.v_proj", 0),
+    ("self_attn.o_proj", 1),
+    ("mlp.gate_proj", 2),
+    ("mlp.up_proj", 2),
+    ("mlp.down_proj", 3),
+];
+
+/// The linear of `layer` named by a [`LINEARS`] suffix.
+pub(crate) fn linear_mut<'a>(layer: &'a mut DecoderLayer, suffix: &str) -> &'a mut Linear {
+    match suffix {
+        "self_attn.q_proj" => &mut layer.self_attn.q_proj,
+        "self_attn.k_proj" => &mut layer.self_attn.k_proj,
+        "self_attn.v_proj" => &mut layer.self_attn.v_proj,
+        "self_attn.o_proj" => &mut layer.self_attn.o_proj,
+        "mlp.gate_proj" => &mut layer.mlp.gate_proj,
+        "mlp.up_proj" => &mut layer.mlp.up_proj,
+        _ => &mut layer.mlp.down_proj,
+    }
+}
+
+/// Replaces a linear's weight with HF-layout `[out, inn]` values (same parameter id).
+pub(crate) fn set_weight(lin: &mut Linear, hf: &[f32], out: usize, inn: usize) {
+    let device = lin.weight.val().device();
+    let burn_layout = crate::model::weights::transpose(hf, out, inn);
+    let t = Tensor::<2>::from_data(TensorData::new(burn_layout, [inn, out]), &device);
+    lin.weight = Param::initialized(lin.weight.id, t);
+}
+
+/// The four taps as `[tokens, width]` host matrices.
+fn tap_values(taps: LayerTaps) -> [(Vec<f32>, usize); 4] {
+    [taps.attn_in, taps.o_in, taps.mlp_in, taps.down_in].map(|t| {
+        let [b, s, _] = t.dims();
+        (to_vec_f32(t), b * s)
+    })
+}
+
+/// Statistics one layer's calibration pass collects, per tap.
+enum TapStats {
+    None,
+    Gptq(Vec<Option<Hessian>>),
+    Awq(Vec<AwqStats>),
+}
+
+/// Runs the whole pipeline; `progress(layer, layers)` is called after each layer.
+pub fn quantize_sequential(
+    source: &ModelSource,
+    cfg: &QuantizeConfig,
+    calib: Option<&Calibration>,
+    scale_dtype: Dtype,
+    source_dtype: Dtype,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<QuantizedModel> {
+    cfg.weights.validate()?;
+    let mcfg = source.config().clone();
+    let ignore = super::check_ignore(&mcfg, &cfg.ignore)?;
+    let calib = match (cfg.method.needs_calibration(), calib) {
+        (true, None) => {
+            return Err(CoreError::Invalid(format!(
+                "--method {}: needs calibration data (--calib FILE)",
+                cfg.method.name()
+            )))
+        }
+        (true, Some(c)) if c.samples.is_empty() => {
+            return Err(CoreError::Invalid("calibration data is empty".into()))
+        }
+        (true, Some(c)) => Some(c),
+        (false, _) => None,
+    };
+    let wq = &cfg.weights;
+    let mut config = QuantizationConfig::new(*wq);
+    config.ignore = ignore.clone();
+    let device = source.device();
+    let rope = Rope::new(mcfg.head_dim, mcfg.rope_theta, mcfg.rope_scaling.as_ref());
+    let batches = calib.map(|c| c.batches()).unwrap_or_default();
+    let mut hidden = match calib {
+        Some(_) => source.embed(&batches)?,
+        None => Vec::new(),
+    };
+    let tables: Vec<(Tensor<2>, Tensor<2>)> = batches
+        .iter()
+        .map(|b| rope.tables(0, b[0].len(), &device))
+        .collect();
+    let (mut layers, mut reports, mut floats) = (Vec::new(), Vec::new(), Vec::new());
+    for l in 0..mcfg.num_layers {
+        let mut layer = source.layer(l)?;
+        let name_of = |suffix: &str| format!("model.layers.{l}.{suffix}");
+        let targets: Vec<bool> = LINEARS
+            .iter()
+            .map(|(s, _)| !ignored(&name_of(s), &ignore))
+            .collect();
+        let mut wanted = [false; 4];
+        for ((_, tap), t) in LINEARS.iter().zip(&targets) {
+            wanted[*tap] |= *t;
+        }
+        let mut stats = match &cfg.method {
+            Method::Gptq(_) => TapStats::Gptq(vec![None; 4]),
+            Method::Awq(_) => TapStats::Awq((0..4).map(|_| AwqStats::default()).collect()),
+            _ => TapStats::None,
+        };
+        if !matches!(stats, TapStats::None) {
+            for (x, (cos, sin)) in hidden.iter().zip(&tables) {
+                let (_, taps) = layer.forward_traced(x.clone(), cos, sin);
+                for (t, (values, tokens)) in tap_values(taps).into_iter().enumerate() {
+                    match &mut stats {
+                        TapStats::Gptq(hs) if wanted[t] => {
+                            let width = values.len() / tokens.max(1);
+                            hs[t]
+                                .get_or_insert_with(|| Hessian::new(width))
+                                .add_batch(&values, tokens)?
+                        }
+                        TapStats::Awq(st) => st[t].add(&values, tokens, cfg.awq_max_tokens()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if let (Method::Awq(acfg), TapStats::Awq(st)) = (&cfg.method, &stats) {
+            awq::apply_layer(&mut layer, st, &targets, wq, scale_dtype, acfg, &device)?;
+        }
+        let mut tensors = export_layer(&layer, l);
+        for ((suffix, tap), target) in LINEARS.iter().zip(&targets) {
+            if !*target {
+                continue;
+            }
+            let name = name_of(suffix);
+            let weight_name = format!("{name}.weight");
+            let pos = tensors
+                .iter()
+                .position(|(s, _)| s.name == weight_name)
+                .expect("export_layer holds every linear");
+            let (spec, w) = tensors.remove(pos);
+            let (out, inn) = (spec.shape[0], spec.shape[1]);
+            config.ragged_groups |= wq.is_ragged(inn);
+            let ql = match (&cfg.method, &stats) {
+                (Method::Gptq(g), TapStats::Gptq(hs)) => {
+                    let h = hs[*tap].as_ref().expect("a Hessian for every wanted tap");
+                    gptq_quantize(&w, out, inn, h, wq, scale_dtype, g)
+                        .map_err(|e| CoreError::Invalid(format!("{name}: {e}")))?
+                        .0
+                }
+                (Method::Mse(m), _) => mse::quantize_mse(&w, out, inn, wq, scale_dtype, m),
+                _ => rtn::quantize_rtn(&w, out, inn, wq, scale_dtype, None),
+            };
+            if calib.is_some() && l + 1 < mcfg.num_layers {
+                set_weight(linear_mut(&mut layer, suffix), &ql.dequantize(wq), out, inn);
+            }
+            reports.push(layer_report(
+                &name,
+                cfg.method.name(),
+                &w,
+                &ql,
+                wq,
+                scale_dtype,
+                source_dtype,
+            ));
+            layers.push((name, ql));
+        }
+        floats.extend(tensors);
+        if calib.is_some() && l + 1 < mcfg.num_layers {
+            hidden = hidden
+                .into_iter()
+                .zip(&tables)
+                .map(|(x, (cos, sin))| layer.forward(x, cos, sin, None))
+                .collect();
+        }
+        progress(l + 1, mcfg.num_layers);
+    }
+    floats.extend(source.outer_tensors()?);
+    Ok(QuantizedModel {
+        layers,
+        floats,
+        reports,
+        config,
+    })
+}
