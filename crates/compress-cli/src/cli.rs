@@ -284,6 +284,22 @@ pub struct QuantizeArgs {
     /// GPTQ: dampening added to the Hessian diagonal, as a fraction of its mean.
     #[arg(long, default_value_t = 0.01)]
     pub dampening: f64,
+    /// QAT: training data (.txt, .json or .jsonl); the model is fine-tuned with fake-quantized
+    /// linears on it, then exported as rtn does.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// QAT: optimizer steps [default: 100].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// QAT: peak learning rate, cosine-decayed to a tenth [default: 1e-4].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// QAT: sequences per step [default: 4].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// QAT: loss weight of KL to the float model, the rest next-token loss, 0-1 [default: 1].
+    #[arg(long)]
+    pub distill: Option<f64>,
     /// Leave these linear layers (HF names or prefixes) in floating point; lm_head always is.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,

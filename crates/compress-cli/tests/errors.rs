@@ -288,3 +288,25 @@ fn quantize_bad_settings() {
         "already quantized",
     );
 }
+
+#[test]
+fn quantize_qat_bad_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = fixture();
+    let out = tmp.path().join("q");
+    let data = ids_file(tmp.path(), "[[1,2,3,4,5,6,7,8,9]]");
+    let missing = tmp.path().join("missing.txt");
+    let (m, o) = (m.to_str().unwrap(), out.to_str().unwrap());
+    let (d, missing) = (data.to_str().unwrap(), missing.to_str().unwrap());
+    let qat = ["--bits", "4", "--group-size", "16", "--method", "qat"];
+    fails_with(&quantize_args(m, o, &qat), "needs training data (--data");
+    let steps0 = [&qat[..], &["--data", d, "--steps", "0"]].concat();
+    fails_with(&quantize_args(m, o, &steps0), "--steps 0");
+    let no_file = [&qat[..], &["--data", missing]].concat();
+    fails_with(&quantize_args(m, o, &no_file), "file not found");
+    fails_with(
+        &quantize_args(m, o, &["--bits", "4", "--data", d]),
+        "--data: only applies to --method qat",
+    );
+    assert!(!out.exists(), "no partial output");
+}

@@ -4,6 +4,8 @@
 //! The model is streamed from its checkpoint one decoder layer at a time, so memory stays
 //! about one layer plus the calibration activations and the packed output.
 
+mod qat;
+
 use anyhow::{Context, Result};
 use compress_core::data::load_documents;
 use compress_core::model::hf::open_checkpoint;
@@ -44,9 +46,7 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
     } else {
         WeightQuant::group(a.bits, a.symmetric, a.group_size.unwrap_or(128))
     };
-    if a.method == QuantMethod::Qat {
-        anyhow::bail!("--method qat: not wired yet");
-    }
+    qat::check_args(&a)?;
     let method = match a.method {
         QuantMethod::Rtn | QuantMethod::Qat => Method::Rtn,
         QuantMethod::Mse => Method::Mse(MseConfig::for_bits(a.bits)),
@@ -112,9 +112,18 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
         ignore: a.ignore.clone(),
         method,
     };
+    // QAT fine-tunes the float model in memory; the export below is then plain RTN of it.
+    let trained = match a.method {
+        QuantMethod::Qat => Some(qat::train(&a, common, &ck, weights, dtype, &device)?),
+        _ => None,
+    };
+    let source = match &trained {
+        Some(t) => ModelSource::Model(&t.model),
+        None => ModelSource::Checkpoint(&ck, device),
+    };
     let bar = super::progress_bar(ck.config.num_layers as u64, "quantize", common.quiet);
     let q = quantize_sequential(
-        &ModelSource::Checkpoint(&ck, device),
+        &source,
         &cfg,
         calib.as_ref(),
         dtype,
@@ -122,6 +131,10 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
         &mut |done, _| bar.set_position(done as u64),
     )?;
     bar.finish_and_clear();
+    let q = match &trained {
+        Some(_) => qat::label(q),
+        None => q,
+    };
     if q.config.ragged_groups {
         let inn: Vec<usize> = q.layers.iter().map(|(_, l)| l.in_features).collect();
         let g = cfg.weights.group_size.unwrap_or(0);
@@ -143,6 +156,9 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
         eprintln!("warning: {msg}");
     }
     save_quantized(&ck.hf_config, &q, &a.out, dtype, Some(a.model.clone()))?;
+    if let Some(t) = &trained {
+        qat::write_metrics(&a.out, &t.metrics)?;
+    }
     let before: usize = q.reports.iter().map(|r| r.bytes_before).sum();
     let after: usize = q.reports.iter().map(|r| r.bytes_after).sum();
     let weights_n: usize = q.layers.iter().map(|(_, l)| l.q.len()).sum();
