@@ -3,14 +3,15 @@
 
 use burn::nn::LinearConfig;
 use burn::tensor::{Device, Tensor, TensorData};
-use compress_core::model::weights::init_random;
+use compress_core::model::weights::{export_tensors, init_random, TensorKind};
 use compress_core::model::{load_model, tokens_tensor, LlamaConfig};
 use compress_core::stages::quantize::qat::{
-    fake_quantize, fake_quantize_with, FakeQuant, FakeQuantLinear,
+    fake_quantize, fake_quantize_with, train_qat, FakeQuant, FakeQuantLinear, QatConfig,
 };
 use compress_core::stages::quantize::rtn::quantize_rtn;
 use compress_core::stages::quantize::{quantize_model, save_quantized, Method, QuantizeConfig};
 use compress_core::tensor_util::to_vec_f32;
+use compress_core::train::{windows, RunDir, TrainConfig};
 use compress_format::pack_quantized::WeightQuant;
 use compress_format::safetensors::Dtype;
 
@@ -165,4 +166,58 @@ fn fake_quant_model_forward_equals_its_packed_export() {
         .set_fake_quant(Some(FakeQuant::new(wq)), &["model.layers.5".into()])
         .unwrap_err();
     assert!(err.to_string().contains("--ignore model.layers.5"), "{err}");
+}
+
+#[test]
+fn train_qat_trains_only_the_quantized_linears() {
+    let device = Device::flex();
+    let cfg = micro_config();
+    let model = init_random(&cfg, &device, 5).unwrap();
+    let before = export_tensors(&model);
+    let docs: Vec<Vec<u32>> = (0..8u32)
+        .map(|d| (0..30u32).map(|i| (d * 5 + i * 3) % 48).collect())
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = RunDir {
+        dir: tmp.path().join("run"),
+    };
+    let ignored = "model.layers.1.mlp.down_proj";
+    let mut qcfg = QatConfig {
+        quant: FakeQuant::new(WeightQuant::group(3, false, 16)),
+        ignore: vec![ignored.to_string()],
+        train: TrainConfig {
+            steps: 3,
+            batch_size: 2,
+            seq_len: 8,
+            lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_steps: 0,
+            weight_decay: 0.0,
+            ..TrainConfig::default()
+        },
+        distill: 0.5,
+    };
+    let wins = windows(&docs, 8);
+    let hf = cfg.to_hf().unwrap();
+    let out = train_qat(model.clone(), &hf, &wins, &qcfg, &device, &run).unwrap();
+    assert_eq!(out.metrics.len(), 3);
+    let trained = &out.model;
+    assert!(trained
+        .layers
+        .iter()
+        .all(|l| l.self_attn.fake_quant == [None; 4] && l.mlp.fake_quant == [None; 3]));
+    for ((spec, a), (_, b)) in before.iter().zip(export_tensors(trained)) {
+        let quantized = spec.kind == TensorKind::Linear
+            && spec.name != "lm_head.weight"
+            && !spec.name.starts_with(ignored);
+        assert_eq!(
+            a != &b,
+            quantized,
+            "{} changed iff fake-quantized",
+            spec.name
+        );
+    }
+    qcfg.distill = 1.5;
+    let err = train_qat(model, &hf, &wins, &qcfg, &device, &run).unwrap_err();
+    assert!(err.to_string().contains("distillation weight"), "{err}");
 }
