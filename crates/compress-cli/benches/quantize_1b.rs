@@ -78,6 +78,7 @@ fn make_calib(path: &Path, n: usize) {
 }
 
 /// Runs `compress` and returns (seconds, peak RSS bytes, stdout).
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
 fn run(args: &[&str]) -> (f64, u64, String) {
     let t0 = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_compress"))

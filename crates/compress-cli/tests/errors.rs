@@ -310,3 +310,50 @@ fn quantize_qat_bad_settings() {
     );
     assert!(!out.exists(), "no partial output");
 }
+
+#[test]
+fn quantize_calibration_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = fixture();
+    let out = tmp.path().join("q");
+    let (m, o) = (m.to_str().unwrap(), out.to_str().unwrap());
+    let missing = tmp.path().join("nope.jsonl");
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n").unwrap();
+    let short = ids_file(tmp.path(), "[[5]]");
+    let (missing, empty, short) = (
+        missing.to_str().unwrap(),
+        empty.to_str().unwrap(),
+        short.to_str().unwrap(),
+    );
+    let gptq = ["--bits", "4", "--group-size", "16", "--method", "gptq"];
+    fails_with(
+        &quantize_args(m, o, &gptq),
+        "needs calibration data (--calib",
+    );
+    let args = [&gptq[..], &["--calib", missing]].concat();
+    fails_with(&quantize_args(m, o, &args), "file not found");
+    let args = [&gptq[..], &["--calib", empty]].concat();
+    fails_with(&quantize_args(m, o, &args), "empty");
+    let args = [&gptq[..], &["--calib", short]].concat();
+    fails_with(&quantize_args(m, o, &args), "at least 2 tokens");
+    let args = [&gptq[..], &["--calib", short, "--calib-samples", "0"]].concat();
+    fails_with(&quantize_args(m, o, &args), "--calib-samples 0");
+    fails_with(
+        &quantize_args(m, o, &["--bits", "4", "--act-order"]),
+        "--act-order: only applies to --method gptq",
+    );
+    fails_with(
+        &quantize_args(m, o, &["--bits", "4", "--calib", short]),
+        "uses no calibration data",
+    );
+    fails_with(
+        &quantize_args(
+            m,
+            o,
+            &[&gptq[..], &["--calib", short, "--dampening=-1"]].concat(),
+        ),
+        "--dampening -1",
+    );
+    assert!(!out.exists(), "no partial output");
+}

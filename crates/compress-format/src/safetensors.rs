@@ -273,6 +273,20 @@ impl SafetensorsFile {
         })
     }
 
+    /// Lets the OS drop this file's pages from the process's resident set; touched again,
+    /// they are read back from disk. Streaming readers call it after each layer so the
+    /// checkpoint does not accumulate in memory.
+    pub fn release_pages(&self) {
+        #[cfg(unix)]
+        // SAFETY: the map is a shared read-only file mapping, so dropped pages refault with
+        // the file's (unchanged) contents; nothing is zeroed or lost.
+        unsafe {
+            let _ = self
+                .mmap
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed);
+        }
+    }
+
     /// Path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path

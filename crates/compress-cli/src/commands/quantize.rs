@@ -29,9 +29,14 @@ struct Summary<'a> {
     bytes_before: usize,
     bytes_after: usize,
     bits_per_weight: f64,
+    /// Seconds each decoder layer took (calibration pass, method, propagation).
+    layer_seconds: Vec<f64>,
+    /// Total seconds, including reading the model and writing the output.
+    seconds: f64,
 }
 
 pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
+    let started = std::time::Instant::now();
     if !(2..=8).contains(&a.bits) {
         anyhow::bail!("--bits {}: must be between 2 and 8", a.bits);
     }
@@ -121,6 +126,8 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
         Some(t) => ModelSource::Model(&t.model),
         None => ModelSource::Checkpoint(&ck, device),
     };
+    let mut layer_seconds = Vec::new();
+    let mut last = std::time::Instant::now();
     let bar = super::progress_bar(ck.config.num_layers as u64, "quantize", common.quiet);
     let q = quantize_sequential(
         &source,
@@ -128,7 +135,11 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
         calib.as_ref(),
         dtype,
         ck.dtype,
-        &mut |done, _| bar.set_position(done as u64),
+        &mut |done, _| {
+            layer_seconds.push(last.elapsed().as_secs_f64());
+            last = std::time::Instant::now();
+            bar.set_position(done as u64)
+        },
     )?;
     bar.finish_and_clear();
     let q = match &trained {
@@ -168,6 +179,8 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
         bytes_before: before,
         bytes_after: after,
         bits_per_weight: after as f64 * 8.0 / weights_n.max(1) as f64,
+        layer_seconds,
+        seconds: started.elapsed().as_secs_f64(),
     };
     if a.json {
         return super::print_json(&summary);

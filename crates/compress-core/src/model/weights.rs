@@ -119,12 +119,18 @@ pub fn param_id(name: &str) -> ParamId {
     ParamId::from(hash)
 }
 
-/// Transposes a row-major `[rows, cols]` matrix.
+/// Transposes a row-major `[rows, cols]` matrix (in 32 × 32 tiles, so both sides stay in cache).
 pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    assert_eq!(values.len(), rows * cols, "transpose: {rows} x {cols}");
     let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = values[r * cols + c];
+                }
+            }
         }
     }
     out
@@ -138,7 +144,26 @@ struct Pending<'a> {
     device: &'a Device,
 }
 
-impl Pending<'_> {
+impl<'a> Pending<'a> {
+    /// The specs of `cfg` whose names start with `prefix`, fetched from `source`.
+    fn new(
+        cfg: &LlamaConfig,
+        prefix: &str,
+        source: &'a mut dyn FnMut(&TensorSpec) -> Result<Vec<f32>>,
+        device: &'a Device,
+    ) -> Self {
+        let specs = tensor_specs(cfg)
+            .into_iter()
+            .filter(|s| s.name.starts_with(prefix))
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        Self {
+            specs,
+            source,
+            device,
+        }
+    }
+
     fn take(&mut self, name: &str) -> Result<(TensorSpec, Vec<f32>)> {
         let spec = self
             .specs
@@ -184,15 +209,7 @@ pub fn build_model(
     source: &mut dyn FnMut(&TensorSpec) -> Result<Vec<f32>>,
 ) -> Result<LlamaModel> {
     cfg.validate()?;
-    let specs = tensor_specs(cfg)
-        .into_iter()
-        .map(|s| (s.name.clone(), s))
-        .collect();
-    let mut src = Pending {
-        specs,
-        source,
-        device,
-    };
+    let mut src = Pending::new(cfg, "", source, device);
     let norm = |weight| RmsNorm {
         weight,
         eps: cfg.rms_norm_eps,
@@ -258,17 +275,7 @@ pub fn build_layer(
     device: &Device,
     source: &mut dyn FnMut(&TensorSpec) -> Result<Vec<f32>>,
 ) -> Result<DecoderLayer> {
-    let prefix = format!("model.layers.{l}.");
-    let specs = tensor_specs(cfg)
-        .into_iter()
-        .filter(|s| s.name.starts_with(&prefix))
-        .map(|s| (s.name.clone(), s))
-        .collect();
-    let mut src = Pending {
-        specs,
-        source,
-        device,
-    };
+    let mut src = Pending::new(cfg, &format!("model.layers.{l}."), source, device);
     take_layer(cfg, l, &mut src)
 }
 

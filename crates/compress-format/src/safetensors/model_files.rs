@@ -156,6 +156,12 @@ impl ModelFiles {
         })
     }
 
+    /// Drops every weight file's pages from the resident set (see
+    /// [`SafetensorsFile::release_pages`]).
+    pub fn release_pages(&self) {
+        self.files.iter().for_each(SafetensorsFile::release_pages);
+    }
+
     /// The model directory.
     pub fn dir(&self) -> &Path {
         &self.dir

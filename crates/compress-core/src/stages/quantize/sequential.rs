@@ -12,6 +12,7 @@
 use burn::module::Param;
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 use super::awq::{self, AwqStats};
 use super::gptq::{gptq_quantize, Hessian};
@@ -20,10 +21,12 @@ use crate::error::{CoreError, Result};
 use crate::model::hf::Checkpoint;
 use crate::model::llama::{DecoderLayer, LayerTaps};
 use crate::model::rope::Rope;
-use crate::model::weights::{build_layer, export_layer, export_outer, tensor_specs, TensorSpec};
+use crate::model::weights::{
+    build_layer, export_layer, export_outer, tensor_specs, TensorKind, TensorSpec,
+};
 use crate::model::{batch_tensor, LlamaConfig, LlamaModel};
 use crate::tensor_util::to_vec_f32;
-use compress_format::pack_quantized::QuantizationConfig;
+use compress_format::pack_quantized::{QuantizationConfig, QuantizedLinear};
 use compress_format::safetensors::Dtype;
 
 /// Where the float model comes from: a model in memory, or a checkpoint read layer by layer.
@@ -56,6 +59,31 @@ impl ModelSource<'_> {
             ModelSource::Checkpoint(ck, device) => {
                 build_layer(&ck.config, l, device, &mut |s| ck.read(s))
             }
+        }
+    }
+
+    /// Every tensor of decoder layer `l` in HF layout, without building the layer.
+    fn layer_tensors(&self, l: usize) -> Result<Vec<(TensorSpec, Vec<f32>)>> {
+        match self {
+            ModelSource::Model(m) => Ok(export_layer(&m.layers[l], l)),
+            ModelSource::Checkpoint(ck, _) => {
+                let prefix = format!("model.layers.{l}.");
+                tensor_specs(&ck.config)
+                    .into_iter()
+                    .filter(|s| s.name.starts_with(&prefix))
+                    .map(|s| {
+                        let v = ck.read(&s)?;
+                        Ok((s, v))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Lets a streamed checkpoint's pages leave memory once a layer is done.
+    fn release(&self) {
+        if let ModelSource::Checkpoint(ck, _) = self {
+            ck.files.release_pages();
         }
     }
 
@@ -235,8 +263,47 @@ pub fn quantize_sequential(
         .iter()
         .map(|b| rope.tables(0, b[0].len(), &device))
         .collect();
+    // Rounding without calibration statistics (rtn, mse, and awq after its scaling).
+    let round = |w: &[f32], out: usize, inn: usize| match &cfg.method {
+        Method::Mse(m) => mse::quantize_mse(w, out, inn, wq, scale_dtype, m),
+        _ => rtn::quantize_rtn(w, out, inn, wq, scale_dtype, None),
+    };
+    let method = cfg.method.name();
+    let report = |name: &str, w: &[f32], ql: &QuantizedLinear| {
+        layer_report(name, method, w, ql, wq, scale_dtype, source_dtype)
+    };
     let (mut layers, mut reports, mut floats) = (Vec::new(), Vec::new(), Vec::new());
     for l in 0..mcfg.num_layers {
+        if calib.is_none() {
+            // Without calibration nothing runs through the layer: quantize straight from the
+            // HF-layout tensors.
+            let tensors = source.layer_tensors(l)?;
+            let mut per_layer = Vec::new();
+            for (spec, w) in tensors {
+                let name = spec.name.trim_end_matches(".weight").to_string();
+                if spec.kind != TensorKind::Linear || ignored(&name, &ignore) {
+                    floats.push((spec, w));
+                } else {
+                    per_layer.push((name, spec.shape[0], spec.shape[1], w));
+                }
+            }
+            let done: Vec<_> = per_layer
+                .into_par_iter()
+                .map(|(name, out, inn, w)| {
+                    let ql = round(&w, out, inn);
+                    let r = report(&name, &w, &ql);
+                    (name, ql, r)
+                })
+                .collect();
+            for (name, ql, r) in done {
+                config.ragged_groups |= wq.is_ragged(ql.in_features);
+                reports.push(r);
+                layers.push((name, ql));
+            }
+            source.release();
+            progress(l + 1, mcfg.num_layers);
+            continue;
+        }
         let mut layer = source.layer(l)?;
         let name_of = |suffix: &str| format!("model.layers.{l}.{suffix}");
         let targets: Vec<bool> = LINEARS
@@ -293,21 +360,12 @@ pub fn quantize_sequential(
                         .map_err(|e| CoreError::Invalid(format!("{name}: {e}")))?
                         .0
                 }
-                (Method::Mse(m), _) => mse::quantize_mse(&w, out, inn, wq, scale_dtype, m),
-                _ => rtn::quantize_rtn(&w, out, inn, wq, scale_dtype, None),
+                _ => round(&w, out, inn),
             };
             if calib.is_some() && l + 1 < mcfg.num_layers {
                 set_weight(linear_mut(&mut layer, suffix), &ql.dequantize(wq), out, inn);
             }
-            reports.push(layer_report(
-                &name,
-                cfg.method.name(),
-                &w,
-                &ql,
-                wq,
-                scale_dtype,
-                source_dtype,
-            ));
+            reports.push(report(&name, &w, &ql));
             layers.push((name, ql));
         }
         floats.extend(tensors);
@@ -318,6 +376,7 @@ pub fn quantize_sequential(
                 .map(|(x, (cos, sin))| layer.forward(x, cos, sin, None))
                 .collect();
         }
+        source.release();
         progress(l + 1, mcfg.num_layers);
     }
     floats.extend(source.outer_tensors()?);
