@@ -8,15 +8,18 @@
 //! Groups (as AutoAWQ): `q/k/v` scaled against `input_layernorm`; `o_proj` against `v_proj`
 //! (only without GQA, where v's outputs map one-to-one to o's inputs); `gate/up` against
 //! `post_attention_layernorm`; `down_proj` against `up_proj`. α = 0 gives s = 1, i.e. plain
-//! RTN, so the searched loss is never worse than RTN's.
+//! RTN, so the searched loss is never worse than RTN's. Then, as AutoAWQ's `auto_clip`, every
+//! target but q/k gets a clip ratio per group searched on the output error of the scaled
+//! inputs ([`super::clip`]).
 
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use compress_format::pack_quantized::WeightQuant;
+use compress_format::pack_quantized::{QuantStrategy, WeightQuant};
 use compress_format::safetensors::Dtype;
 
+use super::mse::MseConfig;
 use super::rtn::quantize_rtn;
 use super::sequential::{linear_mut, LINEARS};
 use crate::error::{CoreError, Result};
@@ -32,6 +35,8 @@ pub struct AwqConfig {
     pub grid: usize,
     /// Calibration tokens kept per input for the loss (the magnitudes use all of them).
     pub max_tokens: usize,
+    /// Also search a clip ratio per group on the output error (AutoAWQ's `auto_clip`).
+    pub clip: bool,
 }
 
 impl Default for AwqConfig {
@@ -39,6 +44,7 @@ impl Default for AwqConfig {
         Self {
             grid: 20,
             max_tokens: 4096,
+            clip: true,
         }
     }
 }
@@ -160,7 +166,11 @@ fn divide_outputs(lin: &mut Linear, s: &Tensor<1>) {
     }
 }
 
-/// Searches and folds the scales of every group of `layer` whose linears include a target.
+/// Clip ratios per scale group of each linear (indexed like [`LINEARS`]; `None`: no clipping).
+pub(crate) type LayerClips = Vec<Option<Vec<f32>>>;
+
+/// Searches and folds the scales of every group of `layer` whose linears include a target;
+/// with `cfg.clip`, then searches each target's clip ratios on the scaled inputs.
 pub(crate) fn apply_layer(
     layer: &mut DecoderLayer,
     stats: &[AwqStats],
@@ -169,10 +179,11 @@ pub(crate) fn apply_layer(
     scale_dtype: Dtype,
     cfg: &AwqConfig,
     device: &Device,
-) -> Result<()> {
+) -> Result<LayerClips> {
     if cfg.grid == 0 {
         return Err(CoreError::Invalid("AWQ grid must be > 0".into()));
     }
+    let mut clips: LayerClips = vec![None; LINEARS.len()];
     for (tap, prev, members) in groups(layer) {
         let quantized: Vec<usize> = members.iter().copied().filter(|&i| targets[i]).collect();
         let st = &stats[tap];
@@ -212,8 +223,25 @@ pub(crate) fn apply_layer(
             }
             Prev::Linear(name) => divide_outputs(linear_mut(layer, name), &s),
         }
+        // As AutoAWQ: q/k feed attention scores, where clipping outliers hurts; the rest clip.
+        if cfg.clip && !matches!(wq.strategy, QuantStrategy::Tensor) {
+            let scaled_x = to_vec_f32(x / s.unsqueeze_dim::<2>(0));
+            for &i in quantized.iter().filter(|&&i| i >= 2) {
+                let (w, out, inn) = hf_weight(linear_mut(layer, LINEARS[i].0));
+                let c = super::clip::search_output_clip(
+                    &w,
+                    out,
+                    inn,
+                    &scaled_x,
+                    wq,
+                    scale_dtype,
+                    &MseConfig::for_bits(wq.num_bits),
+                );
+                clips[i] = Some(c);
+            }
+        }
     }
-    Ok(())
+    Ok(clips)
 }
 
 #[cfg(test)]

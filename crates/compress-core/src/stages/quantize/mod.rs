@@ -8,9 +8,11 @@
 //!
 //! Methods: [`rtn`] (round to nearest), [`mse`] (searched clip ratio per group), [`gptq`]
 //! (Hessian-aware error feedback), [`awq`] (activation-aware scales folded into the preceding
-//! norm/linear), [`qat`] (fake-quant training). The scale/zero-point math lives in [`math`].
+//! norm/linear, then [`clip`]: clip ratios searched on the output error), [`qat`] (fake-quant
+//! training). The scale/zero-point math lives in [`math`].
 
 pub mod awq;
+pub mod clip;
 pub mod gptq;
 pub mod math;
 pub mod mse;

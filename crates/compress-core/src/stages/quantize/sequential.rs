@@ -336,11 +336,12 @@ pub fn quantize_sequential(
                 }
             }
         }
+        let mut clips = vec![None; LINEARS.len()];
         if let (Method::Awq(acfg), TapStats::Awq(st)) = (&cfg.method, &stats) {
-            awq::apply_layer(&mut layer, st, &targets, wq, scale_dtype, acfg, &device)?;
+            clips = awq::apply_layer(&mut layer, st, &targets, wq, scale_dtype, acfg, &device)?;
         }
         let mut tensors = export_layer(&layer, l);
-        for ((suffix, tap), target) in LINEARS.iter().zip(&targets) {
+        for (i, ((suffix, tap), target)) in LINEARS.iter().zip(&targets).enumerate() {
             if !*target {
                 continue;
             }
@@ -359,6 +360,9 @@ pub fn quantize_sequential(
                     gptq_quantize(&w, out, inn, h, wq, scale_dtype, g)
                         .map_err(|e| CoreError::Invalid(format!("{name}: {e}")))?
                         .0
+                }
+                (Method::Awq(_), _) => {
+                    rtn::quantize_rtn(&w, out, inn, wq, scale_dtype, clips[i].as_deref())
                 }
                 _ => round(&w, out, inn),
             };
