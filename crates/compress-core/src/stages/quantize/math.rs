@@ -76,13 +76,18 @@ pub fn zero_point(rmin: f32, scale: f32, range: QuantRange) -> i32 {
 }
 
 /// Round half to even, as `f32::round_ties_even`, without the libm call that function is on
-/// targets without SSE4.1 (adding and subtracting 1.5·2²³ rounds in the FPU's default
-/// nearest-even mode; from 2²² up every f32 is already an integer), so loops vectorize.
+/// targets without SSE4.1, so loops vectorize. Below 2²² in magnitude, adding and subtracting
+/// 1.5·2²³ rounds in the FPU's default nearest-even mode (the sum lies in [2²³, 2²⁴), where
+/// the spacing is 1); from 2²² to 2²³ halves still exist, so those few take the std path;
+/// from 2²³ up every f32 is an integer.
 #[inline]
 pub fn round_even(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
-    if x.abs() < 4_194_304.0 {
+    let a = x.abs();
+    if a < 4_194_304.0 {
         (x + MAGIC) - MAGIC
+    } else if a < 8_388_608.0 {
+        x.round_ties_even()
     } else {
         x
     }

@@ -263,7 +263,7 @@ pub fn quantize_sequential(
         .iter()
         .map(|b| rope.tables(0, b[0].len(), &device))
         .collect();
-    // Rounding without calibration statistics (rtn, mse, and awq after its scaling).
+    // Rounding that needs no calibration statistics (rtn, mse).
     let round = |w: &[f32], out: usize, inn: usize| match &cfg.method {
         Method::Mse(m) => mse::quantize_mse(w, out, inn, wq, scale_dtype, m),
         _ => rtn::quantize_rtn(w, out, inn, wq, scale_dtype, None),
