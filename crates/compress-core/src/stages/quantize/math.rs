@@ -76,18 +76,15 @@ pub fn zero_point(rmin: f32, scale: f32, range: QuantRange) -> i32 {
 }
 
 /// Round half to even, as `f32::round_ties_even`, without the libm call that function is on
-/// targets without SSE4.1, so loops vectorize. Below 2²² in magnitude, adding and subtracting
-/// 1.5·2²³ rounds in the FPU's default nearest-even mode (the sum lies in [2²³, 2²⁴), where
-/// the spacing is 1); from 2²² to 2²³ halves still exist, so those few take the std path;
-/// from 2²³ up every f32 is an integer.
+/// targets without SSE4.1, so loops vectorize. For |x| < 2²³, adding ±2²³ (the sign of x)
+/// puts the sum where the f32 spacing is exactly 1, so the FPU's default nearest-even rounding
+/// does the work and subtracting it back is exact; from 2²³ up every f32 is an integer.
 #[inline]
 pub fn round_even(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
-    let a = x.abs();
-    if a < 4_194_304.0 {
-        (x + MAGIC) - MAGIC
-    } else if a < 8_388_608.0 {
-        x.round_ties_even()
+    const TWO_23: f32 = 8_388_608.0;
+    let m = TWO_23.copysign(x);
+    if x.abs() < TWO_23 {
+        (x + m) - m
     } else {
         x
     }
@@ -180,6 +177,13 @@ mod tests {
         #[test]
         fn round_even_is_round_ties_even(x in any::<f32>().prop_filter("finite", |x| x.is_finite())) {
             prop_assert_eq!(round_even(x), x.round_ties_even());
+        }
+
+        #[test]
+        fn round_even_on_halves_and_small_values(k in -33_554_432i32..33_554_432, y in -300.0f32..300.0) {
+            let x = k as f32 * 0.5;
+            prop_assert_eq!(round_even(x), x.round_ties_even(), "x {}", x);
+            prop_assert_eq!(round_even(y), y.round_ties_even(), "y {}", y);
         }
 
         #[test]
