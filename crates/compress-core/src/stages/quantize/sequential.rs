@@ -68,9 +68,12 @@ impl ModelSource<'_> {
             ModelSource::Model(m) => Ok(export_layer(&m.layers[l], l)),
             ModelSource::Checkpoint(ck, _) => {
                 let prefix = format!("model.layers.{l}.");
-                tensor_specs(&ck.config)
+                let specs: Vec<TensorSpec> = tensor_specs(&ck.config)
                     .into_iter()
                     .filter(|s| s.name.starts_with(&prefix))
+                    .collect();
+                specs
+                    .into_par_iter()
                     .map(|s| {
                         let v = ck.read(&s)?;
                         Ok((s, v))
