@@ -94,7 +94,9 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
             }
             let tokenizer = Tokenizer::from_model_dir(&a.model)?;
             let docs = load_documents(path, tokenizer.as_ref(), ck.config.vocab_size)?;
-            let c = Calibration::from_documents(&docs, a.calib_samples, a.seq_len)
+            // No calibration sequence longer than the model's context.
+            let seq_len = a.seq_len.min(ck.config.max_position_embeddings);
+            let c = Calibration::from_documents(&docs, a.calib_samples, seq_len)
                 .with_context(|| format!("--calib {}", path.display()))?;
             if !common.quiet && !a.json {
                 eprintln!(
