@@ -48,11 +48,7 @@ pub fn search_output_clip(
     };
     let tokens = x.len() / inn.max(1);
     let range = QuantRange::new(wq.num_bits);
-    let steps = ((cfg.max_shrink * cfg.grid as f32).round() as usize).max(1);
-    let candidates: Vec<f32> = (0..steps)
-        .map(|i| 1.0 - i as f32 / cfg.grid as f32)
-        .filter(|p| *p > 0.0)
-        .collect();
+    let candidates: Vec<f32> = cfg.candidates().collect();
     let mut clips = vec![1.0f32; out * n_groups];
     for g in 0..n_groups {
         let cols = g * glen..((g + 1) * glen).min(inn);

@@ -32,6 +32,14 @@ impl MseConfig {
             norm: 2.4,
         }
     }
+
+    /// The clip ratios searched, largest first: `1 − i/grid` for `i < max_shrink·grid`, > 0.
+    pub fn candidates(&self) -> impl Iterator<Item = f32> + '_ {
+        let steps = ((self.max_shrink * self.grid as f32).round() as usize).max(1);
+        (0..steps)
+            .map(|i| 1.0 - i as f32 / self.grid as f32)
+            .take_while(|p| *p > 0.0)
+    }
 }
 
 /// The scale/zero of `values` whose clip ratio minimises the group's `norm`-error.
@@ -43,13 +51,8 @@ fn best_params(
     cfg: &MseConfig,
 ) -> ScaleZero {
     let (lo, hi) = min_max(values);
-    let steps = ((cfg.max_shrink * cfg.grid as f32).round() as usize).max(1);
     let mut best = (f32::INFINITY, None);
-    for i in 0..steps {
-        let p = 1.0 - i as f32 / cfg.grid as f32;
-        if p <= 0.0 {
-            break;
-        }
+    for p in cfg.candidates() {
         let sz = stored_scale_zero(lo, hi, range, wq.symmetric, p, scale_dtype);
         let err: f32 = values
             .iter()
