@@ -54,6 +54,40 @@ pub enum Command {
     Quantize(QuantizeArgs),
     /// Train a byte-level BPE tokenizer.json on text files.
     TrainTokenizer(TrainTokenizerArgs),
+    /// Export a model directory (float or pack-quantized) to another format (GGUF for llama.cpp).
+    Export(ExportArgs),
+}
+
+/// `compress export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Model directory (float safetensors or a pack-quantized dir).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output format.
+    #[arg(long, value_parser = ["gguf"], default_value = "gguf")]
+    pub format: String,
+    /// Storage of the 2-D weights: f32, f16, q8_0 or q4_0 (norms stay f32).
+    #[arg(long = "type", value_name = "TYPE", default_value = "f16")]
+    pub ty: String,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Dequantize packed layers whose codes do not fit the target blocks and quantize them again.
+    #[arg(long)]
+    pub allow_requantize: bool,
+    /// tokenizer.json to embed (default: the model directory's).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// general.name of the file (default: the model directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `compress inspect`.
@@ -87,6 +121,10 @@ pub struct EvalArgs {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 4)]
     pub batch_size: usize,
+    /// Leave the first N predictions of each window unscored (context only) and score only
+    /// full windows; `--seq-len 2N --context N` is llama.cpp's llama-perplexity protocol.
+    #[arg(long, default_value_t = 0)]
+    pub context: usize,
     /// Write the first sequence's logits as f32 [tokens, vocab] .npy.
     #[arg(long)]
     pub logits_out: Option<PathBuf>,

@@ -33,20 +33,27 @@ pub struct EvalReport {
     pub tokens_per_s: f64,
 }
 
-/// Evaluates `model` on `seqs` (each at least 2 tokens), in batches of equal-length rows.
-/// With `logits_out`, the first sequence's logits `[len, vocab]` are copied there.
+/// Evaluates `model` on `seqs`, in batches of equal-length rows.
+///
+/// The first `context` predictions of each sequence are not scored (they only give the
+/// later tokens context): token `t` is scored for `t > context`. `context = len / 2` over
+/// windows of `len` tokens is llama.cpp's `llama-perplexity` protocol. Sequences need at
+/// least `context + 2` tokens. With `logits_out`, the first sequence's logits
+/// `[len - 1, vocab]` (all positions) are copied there.
 pub fn evaluate(
     model: &LlamaModel,
     reference: Option<&LlamaModel>,
     seqs: &[Vec<u32>],
     batch_size: usize,
+    context: usize,
     mut logits_out: Option<&mut Vec<f32>>,
 ) -> Result<EvalReport> {
-    let seqs: Vec<&Vec<u32>> = seqs.iter().filter(|s| s.len() >= 2).collect();
+    let seqs: Vec<&Vec<u32>> = seqs.iter().filter(|s| s.len() >= context + 2).collect();
     if seqs.is_empty() {
-        return Err(CoreError::Invalid(
-            "no sequence of at least 2 tokens to evaluate".into(),
-        ));
+        return Err(CoreError::Invalid(format!(
+            "no sequence of at least {} tokens to evaluate",
+            context + 2
+        )));
     }
     if let Some(r) = reference {
         if r.config.vocab_size != model.config.vocab_size {
@@ -72,8 +79,11 @@ pub fn evaluate(
         let target: Vec<Vec<u32>> = rows.iter().map(|r| r[1..].to_vec()).collect();
         let t0 = Instant::now();
         let logits = model.forward(batch_tensor(&input, &device));
-        let logp = log_softmax(logits.clone(), 2);
-        let targets: Tensor<3, Int> = batch_tensor(&target, &device).unsqueeze_dim(2);
+        let scored = len - 1 - context;
+        let logp = log_softmax(logits.clone(), 2).narrow(1, context, scored);
+        let targets: Tensor<3, Int> = batch_tensor(&target, &device)
+            .narrow(1, context, scored)
+            .unsqueeze_dim(2);
         let picked = logp.clone().gather(2, targets);
         nll_sum -= scalar_f64(picked.sum());
         model_secs += t0.elapsed().as_secs_f64();
@@ -84,13 +94,14 @@ pub fn evaluate(
             }
         }
         if let Some(r) = reference {
-            let ref_logp = log_softmax(r.forward(batch_tensor(&input, &device)), 2);
+            let ref_logits = r.forward(batch_tensor(&input, &device));
+            let ref_logp = log_softmax(ref_logits, 2).narrow(1, context, scored);
             let kl = ref_logp.clone().exp() * (ref_logp.clone() - logp.clone());
             kld_sum += scalar_f64(kl.sum());
             let same = logp.argmax(2).equal(ref_logp.argmax(2));
             agree += scalar_f64(same.int().sum().float()) as usize;
         }
-        tokens += b * (len - 1);
+        tokens += b * scored;
         i = j;
     }
     let nll = nll_sum / tokens as f64;

@@ -81,7 +81,7 @@ fn demo_int8_is_near_lossless_and_int4_costs_more() {
         let out = tmp.path().join("q");
         save_quantized(&loaded.hf_config, &q, &out, Dtype::BF16, None).unwrap();
         let back = load_model(&out, &device).unwrap();
-        evaluate(&back.model, Some(&loaded.model), &seqs, 4, None)
+        evaluate(&back.model, Some(&loaded.model), &seqs, 4, 0, None)
             .unwrap()
             .kld
             .unwrap()
@@ -140,7 +140,7 @@ fn calibrated_methods_beat_rtn_on_demo() {
         let out = tmp.path().join("q");
         save_quantized(&loaded.hf_config, &q, &out, Dtype::BF16, None).unwrap();
         let back = load_model(&out, &Device::flex()).unwrap();
-        evaluate(&back.model, Some(&loaded.model), &seqs, 4, None)
+        evaluate(&back.model, Some(&loaded.model), &seqs, 4, 0, None)
             .unwrap()
             .kld
             .unwrap()

@@ -65,6 +65,14 @@ pub enum FormatError {
         /// What is wrong (names the tensor where one is involved).
         msg: String,
     },
+    /// A GGUF file is corrupt or uses something this crate does not read.
+    #[error("{}: invalid GGUF: {msg}", path.display())]
+    Gguf {
+        /// File being read.
+        path: PathBuf,
+        /// What is wrong (names the key or tensor where one is involved).
+        msg: String,
+    },
     /// A tensor that was asked for does not exist.
     #[error("{}: missing tensor `{name}`", path.display())]
     MissingTensor {

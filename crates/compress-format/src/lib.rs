@@ -10,6 +10,8 @@
 //!   writing;
 //! * [`pack_quantized`]: the compressed-tensors `pack-quantized` layout of
 //!   integer weight-only quantized Linear layers and its `quantization_config`;
+//! * [`gguf`]: llama.cpp's GGUF: reading, writing, Q8_0/Q4_0 blocks and export of
+//!   an HF directory;
 //! * [`atomic`]: write-to-temp-then-rename file replacement and tokenizer
 //!   file copying.
 //!
@@ -18,6 +20,7 @@
 
 pub mod atomic;
 pub mod error;
+pub mod gguf;
 pub mod hf_config;
 pub mod npy;
 pub mod pack_quantized;

@@ -1,4 +1,4 @@
-//! `compress eval --model M --data F [--reference R] [--max-seqs N] [--logits-out F.npy] [--json]`.
+//! `compress eval --model M --data F [--reference R] [--max-seqs N] [--seq-len L] [--context N] [--logits-out F.npy] [--json]`.
 
 use anyhow::{Context, Result};
 use compress_core::data::{chunk, load_documents};
@@ -17,7 +17,15 @@ pub fn run(a: EvalArgs, common: &Common) -> Result<()> {
     if seq_len < 2 {
         anyhow::bail!("--seq-len {seq_len}: must be at least 2");
     }
-    let mut seqs = chunk(&docs, seq_len, 2);
+    if a.context + 2 > seq_len {
+        anyhow::bail!(
+            "--context {} leaves nothing to score in windows of --seq-len {seq_len}",
+            a.context
+        );
+    }
+    // With a context prefix, only full windows are scored (as llama-perplexity does).
+    let min_len = if a.context > 0 { seq_len } else { 2 };
+    let mut seqs = chunk(&docs, seq_len, min_len);
     if let Some(n) = a.max_seqs {
         if n == 0 {
             anyhow::bail!("--max-seqs must be > 0");
@@ -34,6 +42,7 @@ pub fn run(a: EvalArgs, common: &Common) -> Result<()> {
         reference.as_ref().map(|r| &r.model),
         &seqs,
         a.batch_size,
+        a.context,
         a.logits_out.as_ref().map(|_| &mut logits),
     )?;
     if let Some(path) = &a.logits_out {

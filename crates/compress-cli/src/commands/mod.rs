@@ -2,6 +2,7 @@
 
 mod convert;
 mod eval;
+mod export;
 mod generate;
 mod inspect;
 mod quantize;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => convert::run(a, &cli.common),
         Command::Quantize(a) => quantize::run(a, &cli.common),
         Command::TrainTokenizer(a) => train_tokenizer::run(a),
+        Command::Export(a) => export::run(a, &cli.common),
     }
 }
 
@@ -58,13 +60,13 @@ fn parse_dtype(s: &str) -> Result<Dtype> {
     }
 }
 
-/// A progress bar on stderr over `total` steps (hidden with `--quiet` or off a terminal).
-fn progress_bar(total: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
+/// A progress bar on stderr over `total` `unit`s (hidden with `--quiet` or off a terminal).
+fn progress_bar(total: u64, what: &str, unit: &str, quiet: bool) -> indicatif::ProgressBar {
     if quiet {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
-    let template = format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} layers ({{eta}})");
+    let template = format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{eta}})");
     if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }

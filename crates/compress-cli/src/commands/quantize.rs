@@ -130,7 +130,12 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
     };
     let mut layer_seconds = Vec::new();
     let mut last = std::time::Instant::now();
-    let bar = super::progress_bar(ck.config.num_layers as u64, "quantize", common.quiet);
+    let bar = super::progress_bar(
+        ck.config.num_layers as u64,
+        "quantize",
+        "layers",
+        common.quiet,
+    );
     let q = quantize_sequential(
         &source,
         &cfg,

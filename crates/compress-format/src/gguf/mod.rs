@@ -1,0 +1,143 @@
+//! GGUF, the single-file model format of llama.cpp (ggml), version 3.
+//!
+//! # File layout (all integers little-endian)
+//!
+//! ```text
+//! u32  magic            "GGUF" (0x46554747)
+//! u32  version          3
+//! u64  tensor_count
+//! u64  metadata_kv_count
+//! metadata_kv_count × { string key; u32 value_type; value }
+//! tensor_count × { string name; u32 n_dims; u64 ne[n_dims]; u32 ggml_type; u64 offset }
+//! zero padding to `general.alignment` (default 32)
+//! tensor data: each tensor at data_start + offset, offsets multiples of the alignment
+//! ```
+//!
+//! A `string` is `u64 len` + UTF-8 bytes (no terminator). Value types: `0 u8, 1 i8, 2 u16,
+//! 3 i16, 4 u32, 5 i32, 6 f32, 7 bool (1 byte), 8 string, 9 array, 10 u64, 11 i64, 12 f64`;
+//! an array is `u32 element_type; u64 count; elements` (homogeneous). `ne` lists dimensions
+//! innermost first: a PyTorch `[out, in]` weight has `ne = [in, out]`, row-major as before.
+//!
+//! # Tensor types written here ([`GgmlType`])
+//!
+//! ```text
+//! F32  (0)  4 bytes per weight
+//! F16  (1)  2 bytes per weight, IEEE half
+//! Q4_0 (2)  blocks of 32 weights along ne[0]: { f16 d; u8 qs[16] } = 18 bytes;
+//!           weight j < 16 is (qs[j] & 0xF) − 8, weight j ≥ 16 is (qs[j−16] >> 4) − 8, times d
+//! Q8_0 (8)  blocks of 32 weights along ne[0]: { f16 d; i8 qs[32] } = 34 bytes; weight j is qs[j]·d
+//! ```
+//!
+//! Quantizing from floats follows ggml's reference rows bit for bit ([`blocks`]): Q8_0 uses
+//! `d = amax/127` and `roundf(x·(1/d))`; Q4_0 uses `d = max/−8` (the signed value of
+//! largest magnitude) and `min(15, trunc(x·(1/d) + 8.5))`.
+//!
+//! # Modules
+//!
+//! * [`value`]: metadata values; [`blocks`]: Q8_0/Q4_0 block codecs;
+//! * [`write`]: streaming, atomic writer; [`read`]: memory-mapped reader;
+//! * [`vocab`]: `tokenizer.json` → `tokenizer.ggml.*`; [`export`]: an HF Llama-family
+//!   directory (float or pack-quantized) → a llama.cpp-loadable file.
+
+pub mod blocks;
+pub mod export;
+pub mod read;
+pub mod value;
+pub mod vocab;
+pub mod write;
+
+pub use export::{export_gguf, ExportOptions, ExportReport, ExportType, TensorSource};
+pub use read::GgufFile;
+pub use value::{Value, ValueType};
+pub use write::{write_gguf, TensorInfo};
+
+/// `"GGUF"` read as a little-endian u32.
+pub const MAGIC: u32 = 0x4655_4747;
+/// The GGUF version written (and the only one read).
+pub const VERSION: u32 = 3;
+/// Default data alignment (`general.alignment` when absent).
+pub const DEFAULT_ALIGNMENT: usize = 32;
+/// ggml's quantization format version (`general.quantization_version`).
+pub const QUANTIZATION_VERSION: u32 = 2;
+
+/// The ggml tensor types this crate reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GgmlType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit IEEE float.
+    F16,
+    /// 4-bit blocks of 32 with an f16 scale (4.5 bits per weight).
+    Q4_0,
+    /// 8-bit blocks of 32 with an f16 scale (8.5 bits per weight).
+    Q8_0,
+}
+
+impl GgmlType {
+    /// The `ggml_type` number stored in tensor infos.
+    pub fn id(self) -> u32 {
+        match self {
+            Self::F32 => 0,
+            Self::F16 => 1,
+            Self::Q4_0 => 2,
+            Self::Q8_0 => 8,
+        }
+    }
+
+    /// Parses a `ggml_type` number (`None` for types this crate does not handle).
+    pub fn from_id(id: u32) -> Option<Self> {
+        [Self::F32, Self::F16, Self::Q4_0, Self::Q8_0]
+            .into_iter()
+            .find(|t| t.id() == id)
+    }
+
+    /// ggml's name, e.g. `q4_0`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Q4_0 => "q4_0",
+            Self::Q8_0 => "q8_0",
+        }
+    }
+
+    /// Weights per block (1 for float types).
+    pub fn block_len(self) -> usize {
+        match self {
+            Self::F32 | Self::F16 => 1,
+            Self::Q4_0 | Self::Q8_0 => blocks::QK,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+            Self::Q4_0 => blocks::Q4_0_BYTES,
+            Self::Q8_0 => blocks::Q8_0_BYTES,
+        }
+    }
+
+    /// Bytes of a tensor with dims `ne` (innermost first), or `None` when `ne[0]` is not a
+    /// multiple of the block length.
+    pub fn tensor_bytes(self, ne: &[usize]) -> Option<usize> {
+        let row = *ne.first()?;
+        if row % self.block_len() != 0 {
+            return None;
+        }
+        let rows: usize = ne[1..].iter().product();
+        Some(row / self.block_len() * self.block_bytes() * rows)
+    }
+}
+
+impl std::fmt::Display for GgmlType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Rounds `n` up to a multiple of `align`.
+pub(crate) fn align_up(n: usize, align: usize) -> usize {
+    n.div_ceil(align) * align
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Build llama.cpp's CPU tools (llama-perplexity, llama-quantize, llama-simple, llama-tokenize,
+# llama-bench) from the source vendored in the PyPI llama-cpp-python sdist, into
+# target/llama.cpp/ (ignored by git, so a second run reuses the build).
+# Needs: cmake and ninja (PyPI wheels, installed into .venv if missing), gcc/g++.
+# Usage: bash tests/interop/build_llama_cpp.sh     prints the bin dir on its last line.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+version=0.3.36
+sha=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+url=https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-$version.tar.gz
+work="$root/target/llama.cpp"
+src="$work/llama_cpp_python-$version/vendor/llama.cpp"
+build="$work/build-$version"
+targets=(llama-perplexity llama-quantize llama-simple llama-tokenize llama-bench)
+
+mkdir -p "$work"
+if [ ! -d "$src" ]; then
+    tarball="$work/llama_cpp_python-$version.tar.gz"
+    if [ ! -f "$tarball" ]; then
+        curl -sSL -o "$tarball.part" "$url"
+        mv "$tarball.part" "$tarball"
+    fi
+    echo "$sha  $tarball" | sha256sum -c --quiet
+    tar xzf "$tarball" -C "$work"
+fi
+venv="$root/.venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+[ -x "$venv/bin/cmake" ] && [ -x "$venv/bin/ninja" ] || "$venv/bin/python" -m pip install -q cmake ninja
+export PATH="$venv/bin:$PATH"
+# -march=native, but no AMX: some VMs advertise AMX without enabling its tile state, and
+# ggml's AMX kernels (used for Q4_0/Q8_0 matmuls) then die with SIGILL. Explicit -mno-* flags
+# win over -march=native whatever their order.
+no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+    -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=ON > "$build.configure.log"
+cmake --build "$build" --target "${targets[@]}" -j "$(nproc)" > "$build.build.log"
+echo "$build/bin"
