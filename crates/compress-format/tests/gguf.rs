@@ -18,7 +18,7 @@ fn fixture(name: &str) -> PathBuf {
 
 fn ramp(n: usize, seed: f32) -> Vec<f32> {
     (0..n)
-        .map(|i| ((i as f32 * 0.37 + seed).sin() * 3.0))
+        .map(|i| (i as f32 * 0.37 + seed).sin() * 3.0)
         .collect()
 }
 
