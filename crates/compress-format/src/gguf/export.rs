@@ -34,12 +34,15 @@ use std::path::{Path, PathBuf};
 use half::f16;
 
 use super::blocks::{q4_0_from_codes, q8_0_from_codes, quantize_q4_0, quantize_q8_0, QK};
+pub use super::tensor_map::permute_rows;
+use super::tensor_map::{arch_name, llama3_rope_factors, plans};
 use super::value::Value;
 use super::vocab::tokenizer_metadata;
 use super::write::{write_gguf, TensorInfo};
 use super::{GgmlType, QUANTIZATION_VERSION};
 use crate::error::{FormatError, Result};
-use crate::hf_config::{Architecture, HfConfig};
+use crate::hf_config::HfConfig;
+use crate::pack_quantized::tensor_io::read_weight_shape;
 use crate::pack_quantized::{
     is_packed_layer, QuantStrategy, QuantizationConfig, QuantizedLinear, WeightQuant,
 };
@@ -171,163 +174,6 @@ pub struct ExportReport {
     pub parameters: usize,
 }
 
-/// How a source tensor becomes a GGUF tensor.
-#[derive(Clone, Debug)]
-struct Plan {
-    gguf: String,
-    hf: String,
-    /// Row count and head count of a q/k permutation.
-    permute: Option<usize>,
-    two_d: bool,
-}
-
-fn arch_name(cfg: &HfConfig) -> &'static str {
-    match cfg.architecture {
-        Architecture::Llama | Architecture::Mistral => "llama",
-        Architecture::Qwen2 => "qwen2",
-    }
-}
-
-fn plans(cfg: &HfConfig) -> Vec<Plan> {
-    let permute = cfg.architecture != Architecture::Qwen2;
-    let p = |gguf: String, hf: String, two_d: bool, heads: Option<usize>| Plan {
-        gguf,
-        hf,
-        permute: heads.filter(|_| permute),
-        two_d,
-    };
-    let mut v = vec![p(
-        "token_embd.weight".into(),
-        "model.embed_tokens.weight".into(),
-        true,
-        None,
-    )];
-    for l in 0..cfg.num_hidden_layers {
-        let (b, h) = (format!("blk.{l}"), format!("model.layers.{l}"));
-        v.push(p(
-            format!("{b}.attn_norm.weight"),
-            format!("{h}.input_layernorm.weight"),
-            false,
-            None,
-        ));
-        let attn = [
-            (
-                "attn_q",
-                "q_proj",
-                Some(cfg.num_attention_heads),
-                cfg.attention_bias,
-            ),
-            (
-                "attn_k",
-                "k_proj",
-                Some(cfg.num_key_value_heads),
-                cfg.attention_bias,
-            ),
-            ("attn_v", "v_proj", None, cfg.attention_bias),
-            ("attn_output", "o_proj", None, cfg.o_proj_bias()),
-        ];
-        for (g, hf, heads, bias) in attn {
-            v.push(p(
-                format!("{b}.{g}.weight"),
-                format!("{h}.self_attn.{hf}.weight"),
-                true,
-                heads,
-            ));
-            if bias {
-                v.push(p(
-                    format!("{b}.{g}.bias"),
-                    format!("{h}.self_attn.{hf}.bias"),
-                    false,
-                    heads,
-                ));
-            }
-        }
-        v.push(p(
-            format!("{b}.ffn_norm.weight"),
-            format!("{h}.post_attention_layernorm.weight"),
-            false,
-            None,
-        ));
-        for (g, hf) in [
-            ("ffn_gate", "gate_proj"),
-            ("ffn_up", "up_proj"),
-            ("ffn_down", "down_proj"),
-        ] {
-            v.push(p(
-                format!("{b}.{g}.weight"),
-                format!("{h}.mlp.{hf}.weight"),
-                true,
-                None,
-            ));
-        }
-    }
-    v.push(p(
-        "output_norm.weight".into(),
-        "model.norm.weight".into(),
-        false,
-        None,
-    ));
-    if !cfg.tie_word_embeddings {
-        v.push(p(
-            "output.weight".into(),
-            "lm_head.weight".into(),
-            true,
-            None,
-        ));
-    }
-    v
-}
-
-/// Permutes the rows of each of `heads` heads (row-major `[rows, cols]`) from HF's
-/// half-split rotary order to ggml's interleaved pairs.
-pub fn permute_rows<T: Copy>(data: &[T], cols: usize, heads: usize) -> Vec<T> {
-    let rows = data.len() / cols.max(1);
-    let hd = rows / heads;
-    let half = hd / 2;
-    let mut out = Vec::with_capacity(data.len());
-    for h in 0..heads {
-        for i in 0..half {
-            for j in 0..2 {
-                let src = h * hd + j * half + i;
-                out.extend_from_slice(&data[src * cols..(src + 1) * cols]);
-            }
-        }
-    }
-    out
-}
-
-/// llama.cpp's `rope_freqs` for Llama 3 rope scaling (one factor per rotary pair).
-fn llama3_rope_factors(cfg: &HfConfig) -> Option<Vec<f32>> {
-    let rs = cfg
-        .rope_scaling
-        .as_ref()
-        .filter(|r| r.rope_type == "llama3")?;
-    let dim = cfg.head_dim;
-    let factor = rs.factor;
-    let low = rs.low_freq_factor.unwrap_or(1.0);
-    let high = rs.high_freq_factor.unwrap_or(4.0);
-    let old_ctx = rs.original_max_position_embeddings.unwrap_or(8192) as f64;
-    let (low_wavelen, high_wavelen) = (old_ctx / low, old_ctx / high);
-    Some(
-        (0..dim)
-            .step_by(2)
-            .map(|i| {
-                let freq = 1.0 / (cfg.rope_theta as f32).powf(i as f32 / dim as f32);
-                let wavelen = 2.0 * std::f64::consts::PI / f64::from(freq);
-                let f = if wavelen < high_wavelen {
-                    1.0
-                } else if wavelen > low_wavelen {
-                    factor
-                } else {
-                    let smooth = (old_ctx / wavelen - low) / (high - low);
-                    1.0 / ((1.0 - smooth) / factor + smooth)
-                };
-                f as f32
-            })
-            .collect(),
-    )
-}
-
 fn model_metadata(
     cfg: &HfConfig,
     path: &Path,
@@ -440,11 +286,9 @@ pub fn export_gguf(
     let mut used = std::collections::HashSet::new();
     let mut tensors = Vec::with_capacity(plans.len() + 1);
     for plan in &plans {
-        let packed = plan.two_d
-            && quant.is_some()
-            && is_packed_layer(&files, plan.hf.trim_end_matches(".weight"));
+        let prefix = plan.hf.trim_end_matches(".weight");
+        let packed = plan.two_d() && quant.is_some() && is_packed_layer(&files, prefix);
         let shape = if packed {
-            let prefix = plan.hf.trim_end_matches(".weight");
             for suffix in [
                 "weight_packed",
                 "weight_scale",
@@ -453,26 +297,30 @@ pub fn export_gguf(
             ] {
                 used.insert(format!("{prefix}.{suffix}"));
             }
-            let t = files.tensor(&format!("{prefix}.weight_shape"))?;
-            let dims: Vec<i64> = t
-                .data
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect();
-            dims.iter().map(|&d| d.max(0) as usize).collect::<Vec<_>>()
+            let (out, inn) = read_weight_shape(&files.tensor(&format!("{prefix}.weight_shape"))?)?;
+            vec![out, inn]
         } else {
             used.insert(plan.hf.clone());
             files.tensor(&plan.hf)?.shape.to_vec()
         };
-        let expect_2d = if plan.two_d { 2 } else { 1 };
-        if shape.len() != expect_2d {
+        if shape != plan.shape {
+            return Err(FormatError::Shape {
+                name: plan.hf.clone(),
+                expected: plan.shape.clone(),
+                got: shape,
+            });
+        }
+        if let Some(h) = plan.permute.filter(|&h| shape[0] % (2 * h) != 0) {
             return Err(FormatError::tensor(
                 &plan.hf,
-                format!("expected {expect_2d} dims, got shape {shape:?}"),
+                format!(
+                    "{} rows cannot be split into {h} heads of rotary pairs",
+                    shape[0]
+                ),
             ));
         }
         let ne: Vec<usize> = shape.iter().rev().copied().collect();
-        let mut ty = if plan.two_d {
+        let mut ty = if plan.two_d() {
             opts.ty.ggml()
         } else {
             GgmlType::F32

@@ -37,11 +37,13 @@
 //! * [`value`]: metadata values; [`blocks`]: Q8_0/Q4_0 block codecs;
 //! * [`write`]: streaming, atomic writer; [`read`]: memory-mapped reader;
 //! * [`vocab`]: `tokenizer.json` → `tokenizer.ggml.*`; [`export`]: an HF Llama-family
-//!   directory (float or pack-quantized) → a llama.cpp-loadable file.
+//!   directory (float or pack-quantized) → a llama.cpp-loadable file (tensor names, shapes and
+//!   the q/k permutation in `tensor_map`).
 
 pub mod blocks;
 pub mod export;
 pub mod read;
+mod tensor_map;
 pub mod value;
 pub mod vocab;
 pub mod write;

@@ -77,7 +77,7 @@ mod json;
 mod layer;
 mod packing;
 mod scheme;
-mod tensor_io;
+pub(crate) mod tensor_io;
 
 pub use config::{QuantizationConfig, CT_VERSION, FORMAT_NAME, QUANT_METHOD, RAGGED_GROUPS_KEY};
 pub use layer::QuantizedLinear;

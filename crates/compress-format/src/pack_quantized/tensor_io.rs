@@ -64,7 +64,7 @@ pub(super) fn expect(t: &TensorRef<'_>, dtype: Dtype, shape: &[usize]) -> Result
 }
 
 /// Reads `[out, in]` from a `weight_shape` tensor (I64, or I32, of shape `[2]`).
-pub(super) fn read_weight_shape(t: &TensorRef<'_>) -> Result<(usize, usize)> {
+pub(crate) fn read_weight_shape(t: &TensorRef<'_>) -> Result<(usize, usize)> {
     expect_shape(t, &[2])?;
     let v: Vec<i64> = match t.dtype {
         Dtype::I64 => t
