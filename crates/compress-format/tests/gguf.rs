@@ -252,6 +252,15 @@ fn fixtures_export_with_permuted_q_k_and_all_metadata() {
         if fx == "mistral_headdim" {
             assert_eq!(get("attention.key_length"), 32);
         }
+        // llama3 rope scaling (factor 8): high frequencies unscaled, low ones divided by 8.
+        if fx == "llama3_gqa_untied" {
+            let f = f.tensor_f32("rope_freqs.weight").unwrap();
+            assert_eq!(f.len(), 4);
+            assert_eq!((f[0], f[3]), (1.0, 8.0));
+            assert!(f.windows(2).all(|w| w[0] <= w[1]), "{f:?}");
+        } else {
+            assert!(f.tensor("rope_freqs.weight").is_err());
+        }
 
         let files = ModelFiles::open_dir(&dir).unwrap();
         let heads = [

@@ -265,3 +265,44 @@ pub fn tokenizer_metadata(
     md.push(("tokenizer.ggml.add_eos_token".into(), Value::Bool(add_eos)));
     Ok(md)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pre_tokenizers_are_recognised_from_their_json() {
+        let p = Path::new("tokenizer.json");
+        let seq = |regex: &str| {
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
+            ]})
+        };
+        let gpt2 = json!({"type": "ByteLevel", "add_prefix_space": false, "use_regex": true});
+        assert_eq!(pre_tokenizer_name(p, &gpt2).unwrap(), "gpt-2");
+        assert_eq!(
+            pre_tokenizer_name(p, &seq(LLAMA3_REGEX)).unwrap(),
+            "llama-bpe"
+        );
+        assert_eq!(pre_tokenizer_name(p, &seq(QWEN2_REGEX)).unwrap(), "qwen2");
+        let e = pre_tokenizer_name(p, &seq(r"\s+")).unwrap_err().to_string();
+        assert!(e.contains("pre_tokenizer") && e.contains("Split"), "{e}");
+        let metaspace = json!({"type": "Metaspace", "replacement": "▁"});
+        assert!(pre_tokenizer_name(p, &metaspace).is_err());
+    }
+
+    #[test]
+    fn post_processor_decides_add_bos_and_add_eos() {
+        let tpl = json!({"type": "TemplateProcessing", "single": [
+            {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}}
+        ]});
+        assert!(template_adds(&tpl, "<|begin_of_text|>", true));
+        assert!(!template_adds(&tpl, "<|end_of_text|>", false));
+        let nested = json!({"type": "Sequence", "processors": [{"type": "ByteLevel"}, tpl]});
+        assert!(template_adds(&nested, "<|begin_of_text|>", true));
+        assert!(!template_adds(&json!({"type": "ByteLevel"}), "<s>", true));
+    }
+}
