@@ -124,7 +124,7 @@ fn demo_setup() -> (
     let valid = load_documents(&corpus.join("valid.txt"), tok.as_ref(), vocab).unwrap();
     let seqs: Vec<_> = chunk(&valid, 128, 2).into_iter().take(16).collect();
     let train = load_documents(&corpus.join("train.txt"), tok.as_ref(), vocab).unwrap();
-    let calib = Calibration::from_documents(&train, 32, 256).unwrap();
+    let calib = Calibration::from_documents(&train, 16, 256).unwrap();
     (loaded, seqs, calib)
 }
 
@@ -152,7 +152,14 @@ fn calibrated_methods_beat_rtn_on_demo() {
         let rtn = kld(wq, Method::Rtn);
         let mse = kld(wq, Method::Mse(MseConfig::for_bits(wq.num_bits)));
         let gptq = kld(wq, Method::Gptq(GptqConfig::default()));
-        let awq = kld(wq, Method::Awq(AwqConfig::default()));
+        // A coarser search than the default (grid 20, 4096 tokens) keeps the debug-build test
+        // short; the clip search (quadratic in the group length) runs for the grouped case only.
+        let awq_cfg = AwqConfig {
+            grid: 10,
+            max_tokens: 1024,
+            clip: wq.group_size.is_some(),
+        };
+        let awq = kld(wq, Method::Awq(awq_cfg));
         eprintln!("demo KL {wq:?}: rtn {rtn:.5} mse {mse:.5} gptq {gptq:.5} awq {awq:.5}");
         assert!(mse < rtn, "{wq:?}: mse {mse} rtn {rtn}");
         assert!(gptq < rtn, "{wq:?}: gptq {gptq} rtn {rtn}");
