@@ -20,6 +20,8 @@
 mod model_files;
 mod write;
 
+pub(crate) use write::encode_f32;
+
 pub use model_files::{ModelFiles, INDEX_FILE, SINGLE_FILE};
 pub use write::{write_model_dir_weights, write_safetensors, TensorOut};
 

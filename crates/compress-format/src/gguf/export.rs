@@ -46,7 +46,7 @@ use crate::pack_quantized::tensor_io::read_weight_shape;
 use crate::pack_quantized::{
     is_packed_layer, QuantStrategy, QuantizationConfig, QuantizedLinear, WeightQuant,
 };
-use crate::safetensors::ModelFiles;
+use crate::safetensors::{encode_f32, Dtype, ModelFiles};
 
 /// The `--type` of an export: the storage of its 2-D tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,7 +378,7 @@ pub fn export_gguf(
         let t = &tensors[i];
         let heads = plans.get(i).and_then(|p| p.permute);
         let data = match t.source {
-            TensorSource::Config => f32_bytes(rope.as_deref().unwrap_or(&[])),
+            TensorSource::Config => encode(rope.as_deref().unwrap_or(&[]), GgmlType::F32),
             TensorSource::Float => {
                 let w = files.tensor(&t.source_name)?.to_f32()?;
                 let cols = if t.info.ne.len() == 2 {
@@ -509,18 +509,11 @@ fn packed_bytes(
     Ok((out, rounded))
 }
 
-fn f32_bytes(w: &[f32]) -> Vec<u8> {
-    w.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
 /// Encodes row-major f32 weights as `ty` (rows a multiple of 32 for the block types).
 pub fn encode(w: &[f32], ty: GgmlType) -> Vec<u8> {
     match ty {
-        GgmlType::F32 => f32_bytes(w),
-        GgmlType::F16 => w
-            .iter()
-            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
-            .collect(),
+        GgmlType::F32 => encode_f32(w, Dtype::F32).expect("F32 is a float dtype"),
+        GgmlType::F16 => encode_f32(w, Dtype::F16).expect("F16 is a float dtype"),
         GgmlType::Q8_0 => {
             let mut out = Vec::new();
             quantize_q8_0(w, &mut out);

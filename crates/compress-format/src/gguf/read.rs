@@ -10,6 +10,7 @@ use super::blocks::{dequantize_q4_0, dequantize_q8_0};
 use super::value::{Cursor, Value, ValueType};
 use super::{align_up, GgmlType, DEFAULT_ALIGNMENT, MAGIC};
 use crate::error::{FormatError, Result};
+use crate::safetensors::{decode_f32, Dtype};
 
 /// One tensor as listed in a file's header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,22 +228,17 @@ impl GgufFile {
     pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
         let bytes = self.tensor_bytes(name)?;
         let t = self.tensor(name)?;
-        let mut out = Vec::with_capacity(t.numel());
+        let blocks = |dequantize: fn(&[u8], &mut Vec<f32>)| {
+            let mut out = Vec::with_capacity(t.numel());
+            dequantize(bytes, &mut out);
+            Ok(out)
+        };
         match t.ty() {
-            Some(GgmlType::F32) => out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            ),
-            Some(GgmlType::F16) => out.extend(
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()),
-            ),
-            Some(GgmlType::Q8_0) => dequantize_q8_0(bytes, &mut out),
-            Some(GgmlType::Q4_0) => dequantize_q4_0(bytes, &mut out),
+            Some(GgmlType::F32) => decode_f32(name, Dtype::F32, bytes),
+            Some(GgmlType::F16) => decode_f32(name, Dtype::F16, bytes),
+            Some(GgmlType::Q8_0) => blocks(dequantize_q8_0),
+            Some(GgmlType::Q4_0) => blocks(dequantize_q4_0),
             None => unreachable!("tensor_bytes checked the type"),
         }
-        Ok(out)
     }
 }

@@ -30,6 +30,27 @@ pub struct TensorOut {
     pub data: Vec<u8>,
 }
 
+/// Little-endian bytes of `values` in a float `dtype` (round-to-nearest-even for the half
+/// types); `None` for non-float dtypes.
+pub(crate) fn encode_f32(values: &[f32], dtype: Dtype) -> Option<Vec<u8>> {
+    Some(match dtype {
+        Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Dtype::F16 => values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_bits().to_le_bytes())
+            .collect(),
+        Dtype::BF16 => values
+            .iter()
+            .flat_map(|&v| bf16::from_f32(v).to_bits().to_le_bytes())
+            .collect(),
+        Dtype::F64 => values
+            .iter()
+            .flat_map(|&v| f64::from(v).to_le_bytes())
+            .collect(),
+        _ => return None,
+    })
+}
+
 impl TensorOut {
     /// Builds a tensor from raw little-endian bytes, checking their length.
     pub fn new(
@@ -68,28 +89,11 @@ impl TensorOut {
                 got: vec![values.len()],
             });
         }
-        let data: Vec<u8> = match dtype {
-            Dtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Dtype::F16 => values
-                .iter()
-                .flat_map(|&v| f16::from_f32(v).to_bits().to_le_bytes())
-                .collect(),
-            Dtype::BF16 => values
-                .iter()
-                .flat_map(|&v| bf16::from_f32(v).to_bits().to_le_bytes())
-                .collect(),
-            Dtype::F64 => values
-                .iter()
-                .flat_map(|&v| f64::from(v).to_le_bytes())
-                .collect(),
-            other => {
-                return Err(FormatError::Dtype {
-                    name,
-                    dtype: other.name().into(),
-                    msg: "cannot encode f32 values (use F32, F16, BF16 or F64)".into(),
-                })
-            }
-        };
+        let data = encode_f32(values, dtype).ok_or_else(|| FormatError::Dtype {
+            name: name.clone(),
+            dtype: dtype.name().into(),
+            msg: "cannot encode f32 values (use F32, F16, BF16 or F64)".into(),
+        })?;
         Ok(TensorOut {
             name,
             dtype,
