@@ -15,7 +15,10 @@
 //! so unknown keys survive a load/save round trip.
 
 mod parse;
+mod rope;
 mod write_back;
+
+pub use rope::rope_inv_freq;
 
 use crate::atomic::write_atomic;
 use crate::error::{FormatError, Result};

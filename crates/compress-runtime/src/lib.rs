@@ -1,5 +1,22 @@
 //! compress-runtime: the inference runtime. It reads the model dirs compress writes (and plain
 //! HF f32/f16/bf16 dirs) by mmap, runs them with int4/int8/float kernels over a paged KV cache,
 //! and batches requests continuously. It depends on compress-format only, never on burn.
+//!
+//! * [`loader`]: mmap a model dir into [`Model`] (weights used in place where possible);
+//! * [`kernels`]: `x · Wᵀ` for int4/int8/float weights, f32 or 8-bit activations;
+//! * [`kv`]: the paged KV cache (block manager, storage);
+//! * [`forward`] and [`attention`]: one batched pass over chunks of many sequences;
+//! * [`sampling`]: greedy and top-p sampling.
 
+pub mod attention;
+pub mod config;
+pub mod error;
+pub mod forward;
 pub mod kernels;
+pub mod kv;
+pub mod loader;
+pub mod sampling;
+
+pub use config::ModelConfig;
+pub use error::{Result, RuntimeError};
+pub use loader::Model;

@@ -6,7 +6,7 @@ use super::tensor_io::{
 };
 use super::{round_to_dtype, QuantStrategy, WeightQuant};
 use crate::error::{FormatError, Result};
-use crate::safetensors::{Dtype, ModelFiles, TensorOut};
+use crate::safetensors::{Dtype, ModelFiles, TensorOut, TensorRef};
 
 /// One quantized linear layer in memory.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,6 +183,43 @@ impl QuantizedLinear {
 
     /// Reads the layer at `prefix` (inverse of [`Self::to_tensors`]), validating dtypes and shapes.
     pub fn from_files(files: &ModelFiles, prefix: &str, wq: &WeightQuant) -> Result<Self> {
+        let view = PackedLayerView::open(files, prefix, wq)?;
+        let layer = QuantizedLinear {
+            out_features: view.out_features,
+            in_features: view.in_features,
+            q: unpack_rows(
+                &i32_values(view.packed.data),
+                view.out_features,
+                view.in_features,
+                wq.num_bits,
+            ),
+            scales: view.scales.to_f32()?,
+            zero_points: view.zero_points,
+        };
+        layer.check(wq, prefix)?;
+        Ok(layer)
+    }
+}
+
+/// A packed layer's tensors as stored, checked but not unpacked: the runtime uses the packed
+/// words and scales in place.
+#[derive(Debug)]
+pub struct PackedLayerView<'a> {
+    /// Rows of the weight.
+    pub out_features: usize,
+    /// Columns of the weight.
+    pub in_features: usize,
+    /// `weight_packed`: I32 `[out, ceil(in / (32 / bits))]`, values stored as `q + 2^(bits−1)`.
+    pub packed: TensorRef<'a>,
+    /// `weight_scale` (F32/F16/BF16/F64) shaped as [`WeightQuant::scale_shape`].
+    pub scales: TensorRef<'a>,
+    /// Signed zero points shaped like the scales (unpacked; `None` when symmetric).
+    pub zero_points: Option<Vec<i8>>,
+}
+
+impl<'a> PackedLayerView<'a> {
+    /// Opens the layer at `prefix`, validating dtypes and shapes (codes are not range-checked).
+    pub fn open(files: &'a ModelFiles, prefix: &str, wq: &WeightQuant) -> Result<Self> {
         wq.validate()?;
         let bits = wq.num_bits;
         let (out, inn) = read_weight_shape(&files.tensor(&format!("{prefix}.weight_shape"))?)?;
@@ -195,18 +232,14 @@ impl QuantizedLinear {
         }
         let packed = files.tensor(&format!("{prefix}.weight_packed"))?;
         expect(&packed, Dtype::I32, &[out, packed_len(inn, bits)])?;
-        let q = unpack_rows(&i32_values(packed.data), out, inn, bits);
-
-        let scale = files.tensor(&format!("{prefix}.weight_scale"))?;
-        if !scale.dtype.is_float() {
+        let scales = files.tensor(&format!("{prefix}.weight_scale"))?;
+        if !scales.dtype.is_float() {
             return Err(dtype_error(
-                &scale,
+                &scales,
                 "expected a float scale (F32, F16, BF16)",
             ));
         }
-        expect_shape(&scale, &wq.scale_shape(out, inn))?;
-        let scales = scale.to_f32()?;
-
+        expect_shape(&scales, &wq.scale_shape(out, inn))?;
         let zp_name = format!("{prefix}.weight_zero_point");
         let zero_points = if wq.symmetric {
             if files.contains(&zp_name) {
@@ -218,7 +251,7 @@ impl QuantizedLinear {
             None
         } else {
             let zp = files.tensor(&zp_name)?;
-            Some(match wq.strategy {
+            let z = match wq.strategy {
                 QuantStrategy::Tensor => {
                     expect(&zp, Dtype::I8, &[1])?;
                     vec![zp.data[0] as i8]
@@ -228,17 +261,17 @@ impl QuantizedLinear {
                     expect(&zp, Dtype::I32, &[packed_len(out, bits), ng])?;
                     unpack_cols(&i32_values(zp.data), out, ng, bits)
                 }
-            })
+            };
+            check_range(&zp_name, &z, wq.num_groups(inn).max(1), wq)?;
+            Some(z)
         };
-        let layer = QuantizedLinear {
+        Ok(Self {
             out_features: out,
             in_features: inn,
-            q,
+            packed,
             scales,
             zero_points,
-        };
-        layer.check(wq, prefix)?;
-        Ok(layer)
+        })
     }
 }
 

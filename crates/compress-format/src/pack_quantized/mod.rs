@@ -80,7 +80,7 @@ mod scheme;
 pub(crate) mod tensor_io;
 
 pub use config::{QuantizationConfig, CT_VERSION, FORMAT_NAME, QUANT_METHOD, RAGGED_GROUPS_KEY};
-pub use layer::QuantizedLinear;
+pub use layer::{PackedLayerView, QuantizedLinear};
 pub use packing::{pack_cols, pack_factor, pack_rows, packed_len, unpack_cols, unpack_rows};
 
 use crate::error::{FormatError, Result};

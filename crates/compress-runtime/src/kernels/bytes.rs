@@ -44,6 +44,17 @@ impl Bytes {
     }
 }
 
+impl Clone for Bytes {
+    /// Another view of the same bytes (the owner is shared, nothing is copied).
+    fn clone(&self) -> Self {
+        Self {
+            ptr: self.ptr,
+            len: self.len,
+            _owner: Arc::clone(&self._owner),
+        }
+    }
+}
+
 impl Deref for Bytes {
     type Target = [u8];
 
