@@ -6,10 +6,12 @@
 //! * [`kernels`]: `x · Wᵀ` for int4/int8/float weights, f32 or 8-bit activations;
 //! * [`kv`]: the paged KV cache (block manager, storage);
 //! * [`forward`] and [`attention`]: one batched pass over chunks of many sequences;
-//! * [`sampling`]: greedy and top-p sampling.
+//! * [`sampling`]: greedy and top-p sampling;
+//! * [`engine`]: continuous batching (scheduler, preemption, streaming, abort).
 
 pub mod attention;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod forward;
 pub mod kernels;
@@ -18,5 +20,6 @@ pub mod loader;
 pub mod sampling;
 
 pub use config::ModelConfig;
+pub use engine::{Engine, EngineConfig, Event, FinishReason, Request};
 pub use error::{Result, RuntimeError};
 pub use loader::Model;

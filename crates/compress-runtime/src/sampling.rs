@@ -36,6 +36,11 @@ impl Sampler {
         Self { params, state }
     }
 
+    /// A sampler with the same settings on another stream (a forked sample's own generator).
+    pub fn with_stream(&self, stream: u64) -> Self {
+        Self::new(self.params.clone(), stream)
+    }
+
     fn next_f32(&mut self) -> f32 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
