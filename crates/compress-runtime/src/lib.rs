@@ -3,3 +3,4 @@
 //! and batches requests continuously. It depends on compress-format only, never on burn.
 
 pub mod kernels;
+pub mod kv;
