@@ -18,6 +18,9 @@ pub enum RuntimeError {
         /// What is wrong.
         msg: String,
     },
+    /// KV cache bookkeeping failed.
+    #[error(transparent)]
+    Kv(#[from] crate::kv::KvError),
     /// A request or setting that cannot be honoured.
     #[error("{0}")]
     Invalid(String),

@@ -24,7 +24,6 @@ pub use request::{Event, FinishReason, Request, RequestId};
 use sequence::Sequence;
 
 use crate::error::{Result, RuntimeError};
-use crate::forward::{forward, Chunk, Logits};
 use crate::kernels::ActMode;
 use crate::kv::blocks::{BlockManager, SeqId};
 use crate::kv::cache::KvCache;
@@ -187,9 +186,18 @@ impl Engine {
         self.next_request += 1;
         let seq_id = self.new_seq_id();
         let sampler = Sampler::new(req.sampling.clone(), 0);
-        self.seqs.insert(seq_id, Sequence::new(seq_id, id, 0, &req, sampler));
+        self.seqs
+            .insert(seq_id, Sequence::new(id, 0, &req, sampler));
         self.waiting.push_back(seq_id);
-        self.requests.insert(id, RequestState { tx, seqs: vec![seq_id], live: 1, n: req.n });
+        self.requests.insert(
+            id,
+            RequestState {
+                tx,
+                seqs: vec![seq_id],
+                live: 1,
+                n: req.n,
+            },
+        );
         Ok(id)
     }
 
@@ -200,12 +208,20 @@ impl Engine {
             return bad("the prompt is empty".into());
         }
         if let Some(t) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
-            return bad(format!("prompt token id {t} is outside the vocabulary (size {vocab})"));
+            return bad(format!(
+                "prompt token id {t} is outside the vocabulary (size {vocab})"
+            ));
         }
         if req.max_tokens == 0 || req.n == 0 {
-            return bad(format!("max_tokens ({}) and n ({}) must be at least 1", req.max_tokens, req.n));
+            return bad(format!(
+                "max_tokens ({}) and n ({}) must be at least 1",
+                req.max_tokens, req.n
+            ));
         }
-        if !(req.sampling.temperature >= 0.0 && req.sampling.top_p > 0.0 && req.sampling.top_p <= 1.0) {
+        if !(req.sampling.temperature >= 0.0
+            && req.sampling.top_p > 0.0
+            && req.sampling.top_p <= 1.0)
+        {
             return bad(format!(
                 "temperature must be ≥ 0 and top_p in (0, 1] (got {} and {})",
                 req.sampling.temperature, req.sampling.top_p
@@ -213,7 +229,10 @@ impl Engine {
         }
         let ctx = self.model.config.max_position_embeddings;
         if req.prompt.len() >= ctx {
-            return bad(format!("the prompt has {} tokens; the model's context is {ctx}", req.prompt.len()));
+            return bad(format!(
+                "the prompt has {} tokens; the model's context is {ctx}",
+                req.prompt.len()
+            ));
         }
         let longest = (req.prompt.len() + req.max_tokens).min(ctx);
         let need = longest.div_ceil(BLOCK_SIZE);
@@ -235,7 +254,9 @@ impl Engine {
 
     /// Aborts request `id`: its sequences stop at once and their blocks are freed.
     pub fn abort(&mut self, id: RequestId) {
-        let Some(state) = self.requests.get(&id) else { return };
+        let Some(state) = self.requests.get(&id) else {
+            return;
+        };
         for sid in state.seqs.clone() {
             self.finish(sid, FinishReason::Aborted);
         }
@@ -251,18 +272,28 @@ impl Engine {
 
     /// Ends sequence `sid` (if still live): frees its blocks and tells the caller.
     fn finish(&mut self, sid: SeqId, reason: FinishReason) {
-        let Some(seq) = self.seqs.remove(&sid) else { return };
+        let Some(seq) = self.seqs.remove(&sid) else {
+            return;
+        };
         self.running.retain(|&s| s != sid);
         self.waiting.retain(|&s| s != sid);
         if self.blocks.num_tokens(sid).is_ok() {
-            self.blocks.free(sid).expect("a live sequence is known to the block manager");
+            self.blocks
+                .free(sid)
+                .expect("a live sequence is known to the block manager");
         }
         if let Some(state) = self.requests.get_mut(&seq.request) {
-            let _ = state.tx.send(Event::Finished { index: seq.index, reason: reason.clone() });
+            let _ = state.tx.send(Event::Finished {
+                index: seq.index,
+                reason: reason.clone(),
+            });
             if seq.fork_pending {
                 // The request's other samples were never forked off: they end with it.
                 for index in 1..state.n {
-                    let _ = state.tx.send(Event::Finished { index, reason: reason.clone() });
+                    let _ = state.tx.send(Event::Finished {
+                        index,
+                        reason: reason.clone(),
+                    });
                 }
             }
             state.live -= 1;
@@ -275,7 +306,9 @@ impl Engine {
     /// Frees a running sequence's blocks and queues it (first) for recomputation.
     fn preempt(&mut self, sid: SeqId) {
         self.running.retain(|&s| s != sid);
-        self.blocks.free(sid).expect("a running sequence holds blocks");
+        self.blocks
+            .free(sid)
+            .expect("a running sequence holds blocks");
         let seq = self.seqs.get_mut(&sid).expect("running sequence exists");
         seq.reset_for_recompute();
         self.waiting.push_front(sid);

@@ -1,14 +1,11 @@
 //! One sequence's state inside the engine.
 
 use super::request::{Request, RequestId};
-use crate::kv::blocks::SeqId;
 use crate::sampling::Sampler;
 
 /// A sequence: its tokens, how many of them have K/V in the cache, and its sampler.
 #[derive(Clone, Debug)]
 pub(super) struct Sequence {
-    /// Its id in the block manager.
-    pub id: SeqId,
     /// The request it belongs to.
     pub request: RequestId,
     /// Which of the request's `n` samples it is.
@@ -35,9 +32,8 @@ pub(super) struct Sequence {
 
 impl Sequence {
     /// The first sequence of `req`.
-    pub fn new(id: SeqId, request: RequestId, index: usize, req: &Request, sampler: Sampler) -> Self {
+    pub fn new(request: RequestId, index: usize, req: &Request, sampler: Sampler) -> Self {
         Self {
-            id,
             request,
             index,
             tokens: req.prompt.clone(),

@@ -28,7 +28,10 @@ impl Engine {
                 Chunk {
                     tokens: &s.tokens[s.computed..s.computed + w.n],
                     start: s.computed,
-                    blocks: self.blocks.block_table(w.seq).expect("scheduled sequences hold blocks"),
+                    blocks: self
+                        .blocks
+                        .block_table(w.seq)
+                        .expect("scheduled sequences hold blocks"),
                     logits: if w.logits { Logits::Last } else { Logits::None },
                 }
             })
@@ -51,7 +54,9 @@ impl Engine {
             } else {
                 None
             };
-            let Some(seq) = self.seqs.get_mut(&w.seq) else { continue };
+            let Some(seq) = self.seqs.get_mut(&w.seq) else {
+                continue;
+            };
             seq.computed += w.n;
             let done = seq.computed;
             self.blocks.mark_computed(w.seq, done)?;
@@ -90,21 +95,37 @@ impl Engine {
                 let seq = self.seqs.get_mut(&sid).expect("running sequence exists");
                 seq.tokens.push(tok);
                 seq.pending = None;
-                plan.push(Work { seq: sid, n: 1, decode: true, logits: true });
+                plan.push(Work {
+                    seq: sid,
+                    n: 1,
+                    decode: true,
+                    logits: true,
+                });
                 budget -= 1;
             } else {
                 let seq = &self.seqs[&sid];
                 let n = seq.remaining().min(budget);
                 budget -= n;
-                plan.push(Work { seq: sid, n, decode: false, logits: n == seq.remaining() });
+                plan.push(Work {
+                    seq: sid,
+                    n,
+                    decode: false,
+                    logits: n == seq.remaining(),
+                });
             }
             i += 1;
         }
         while budget > 0 && self.running.len() < self.cfg.max_num_seqs {
-            let Some(&sid) = self.waiting.front() else { break };
+            let Some(&sid) = self.waiting.front() else {
+                break;
+            };
             let need = self.blocks.blocks_needed(&self.seqs[&sid].tokens);
             // Keep a few blocks for the running sequences' next tokens (fewer preemptions).
-            let watermark = if self.running.is_empty() { 0 } else { (self.cfg.num_blocks / 100).max(1) };
+            let watermark = if self.running.is_empty() {
+                0
+            } else {
+                (self.cfg.num_blocks / 100).max(1)
+            };
             if need + watermark > self.blocks.num_free() {
                 break;
             }
@@ -116,7 +137,12 @@ impl Engine {
             seq.computed = cached;
             let n = seq.remaining().min(budget);
             budget -= n;
-            plan.push(Work { seq: sid, n, decode: false, logits: n == seq.remaining() });
+            plan.push(Work {
+                seq: sid,
+                n,
+                decode: false,
+                logits: n == seq.remaining(),
+            });
         }
         self.stats.peak_running = self.stats.peak_running.max(self.running.len());
         Ok(plan)
@@ -133,14 +159,16 @@ impl Engine {
                 let cid = self.new_seq_id();
                 self.blocks.fork(sid, cid)?;
                 let child = Sequence {
-                    id: cid,
                     index,
                     sampler: template.sampler.with_stream(index as u64),
                     ..template.clone()
                 };
                 self.seqs.insert(cid, child);
                 self.running.push(cid);
-                let state = self.requests.get_mut(&template.request).expect("request of a live sequence");
+                let state = self
+                    .requests
+                    .get_mut(&template.request)
+                    .expect("request of a live sequence");
                 state.seqs.push(cid);
                 state.live += 1;
                 ids.push(cid);
@@ -158,7 +186,10 @@ impl Engine {
             if !stop && !full {
                 seq.pending = Some(token);
             }
-            let listening = self.requests.get(&request).is_some_and(|r| r.send(Event::Token { index, token }));
+            let listening = self
+                .requests
+                .get(&request)
+                .is_some_and(|r| r.send(Event::Token { index, token }));
             if !listening {
                 self.abort(request);
             } else if stop {

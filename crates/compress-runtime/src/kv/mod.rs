@@ -1,8 +1,11 @@
-//! The paged KV cache: block bookkeeping and the K/V storage the attention reads.
+//! The paged KV cache: block bookkeeping ([`blocks`]: block tables, reference counts,
+//! copy-on-write, prefix cache) and the K/V storage the attention reads ([`cache`]).
 
+pub mod blocks;
 pub mod cache;
+mod prefix;
+#[cfg(test)]
+mod tests;
 
-/// Tokens per KV block.
-pub const BLOCK_SIZE: usize = 16;
-/// Index of a physical KV block.
-pub type BlockId = u32;
+pub use blocks::{BlockId, BlockManager, KvError, KvStats, SeqId, BLOCK_SIZE};
+pub use prefix::chain_hash;
