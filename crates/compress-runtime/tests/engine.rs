@@ -169,7 +169,11 @@ fn abort_frees_blocks_at_once() {
     assert!(e.blocks().num_used() < before, "abort returned no blocks");
     let (t, r) = collect(&rx, 1);
     assert_eq!(r[0], Some(FinishReason::Aborted));
-    assert_eq!(t[0].len(), 3, "one token per step (the prompt fits one step)");
+    assert_eq!(
+        t[0].len(),
+        3,
+        "one token per step (the prompt fits one step)"
+    );
     e.run_to_completion().unwrap();
     assert_eq!(collect(&rx2, 1).1[0], Some(FinishReason::Length));
     assert_eq!(e.blocks().num_used(), 0);
