@@ -56,6 +56,58 @@ pub enum Command {
     TrainTokenizer(TrainTokenizerArgs),
     /// Export a model directory (float or pack-quantized) to another format (GGUF for llama.cpp).
     Export(ExportArgs),
+    /// Measure the runtime: prompt/decode tokens/s, time to first token, KV use per concurrency.
+    Bench(BenchArgs),
+}
+
+/// Which implementation runs a model.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// compress-runtime: int4/int8 kernels, paged KV cache, continuous batching (CPU).
+    Runtime,
+    /// The burn model of compress-core (any --device; weights dequantized to f32).
+    Burn,
+}
+
+/// Activations entering the runtime's quantized kernels.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activations {
+    /// Quantized to 8 bits per block of 32 (fast, as llama.cpp).
+    Q8,
+    /// Kept in f32 against exactly dequantized weights (matches the burn model).
+    F32,
+}
+
+/// `compress bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model directory (float or pack-quantized).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Prompt tokens per request (random ids).
+    #[arg(long, default_value_t = 512)]
+    pub prompt_len: usize,
+    /// Tokens generated per request.
+    #[arg(long, default_value_t = 128)]
+    pub gen_len: usize,
+    /// Concurrent requests, comma-separated; one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub concurrency: Vec<usize>,
+    /// Most tokens per engine step (the prefill chunk budget).
+    #[arg(long, default_value_t = 512)]
+    pub max_batched_tokens: usize,
+    /// KV cache blocks of 16 tokens (default: enough for every request of the largest run).
+    #[arg(long)]
+    pub kv_blocks: Option<usize>,
+    /// Activations of the quantized kernels.
+    #[arg(long, value_enum, default_value = "q8")]
+    pub activations: Activations,
+    /// Skip the memory-bandwidth measurement.
+    #[arg(long)]
+    pub no_bandwidth: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `compress export`.
@@ -164,6 +216,12 @@ pub struct GenerateArgs {
     /// Print JSON {"tokens": [...], "text": ...}.
     #[arg(long)]
     pub json: bool,
+    /// Implementation: the runtime (CPU, default) or the burn model (any --device).
+    #[arg(long, value_enum, default_value = "runtime")]
+    pub engine: EngineKind,
+    /// Activations of the runtime's quantized kernels.
+    #[arg(long, value_enum, default_value = "q8")]
+    pub activations: Activations,
 }
 
 /// `compress train`.

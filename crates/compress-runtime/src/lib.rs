@@ -7,9 +7,11 @@
 //! * [`kv`]: the paged KV cache (block manager, storage);
 //! * [`forward`] and [`attention`]: one batched pass over chunks of many sequences;
 //! * [`sampling`]: greedy and top-p sampling;
-//! * [`engine`]: continuous batching (scheduler, preemption, streaming, abort).
+//! * [`engine`]: continuous batching (scheduler, preemption, streaming, abort);
+//! * [`bench`]: throughput, latency and KV use at several concurrencies, and read bandwidth.
 
 pub mod attention;
+pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -1,13 +1,17 @@
-//! `compress generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [...] [--json]`.
+//! `compress generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--engine runtime|burn] [...] [--json]`.
 
 use std::io::Write;
+use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use compress_core::generate::{generate, SamplingConfig};
 use compress_core::tokenizer::Tokenizer;
+use compress_runtime::kernels::ActMode;
+use compress_runtime::sampling::SamplingParams;
+use compress_runtime::{Engine, EngineConfig, Model, Request};
 use serde::Serialize;
 
-use crate::cli::{Common, GenerateArgs};
+use crate::cli::{Activations, Common, EngineKind, GenerateArgs};
 
 #[derive(Serialize)]
 struct Output {
@@ -15,9 +19,36 @@ struct Output {
     text: Option<String>,
 }
 
+/// The runtime's activation mode for `--activations`.
+pub fn act_mode(a: Activations) -> ActMode {
+    match a {
+        Activations::Q8 => ActMode::Q8,
+        Activations::F32 => ActMode::F32,
+    }
+}
+
+/// Prints tokens as text as they arrive (whole UTF-8 characters only).
+struct Printer<'a> {
+    tokenizer: Option<&'a Tokenizer>,
+    so_far: Vec<u32>,
+    printed: String,
+}
+
+impl Printer<'_> {
+    fn push(&mut self, t: u32) {
+        let Some(tok) = self.tokenizer else { return };
+        self.so_far.push(t);
+        if let Ok(text) = tok.decode(&self.so_far) {
+            if text.len() > self.printed.len() && text.starts_with(&self.printed) {
+                print!("{}", &text[self.printed.len()..]);
+                let _ = std::io::stdout().flush();
+                self.printed = text;
+            }
+        }
+    }
+}
+
 pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
-    let device = super::device(common)?;
-    let loaded = super::load(&a.model, &device)?;
     let tokenizer = Tokenizer::from_model_dir(&a.model)?;
     let prompt = match (&a.prompt, &a.prompt_ids) {
         (_, Some(ids)) => ids.clone(),
@@ -30,35 +61,65 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
         },
         (None, None) => anyhow::bail!("give --prompt or --prompt-ids"),
     };
-    let cfg = SamplingConfig {
+    let mut cfg = SamplingConfig {
         max_tokens: a.max_tokens,
         temperature: a.temperature,
         top_p: a.top_p,
         seed: common.seed,
-        stop_tokens: if a.ignore_eos {
-            Vec::new()
-        } else {
-            loaded.model.config.eos_token_ids.clone()
-        },
+        stop_tokens: Vec::new(),
     };
+    cfg.validate()?;
     let stream = !a.json && tokenizer.is_some();
-    let mut printed = String::new();
-    let mut so_far = Vec::new();
     if stream {
         print!("{}", a.prompt.clone().unwrap_or_default());
     }
-    let tokens = generate(&loaded.model, &prompt, &cfg, |t| {
-        if let (true, Some(tok)) = (stream, &tokenizer) {
-            so_far.push(t);
-            if let Ok(text) = tok.decode(&so_far) {
-                if text.len() > printed.len() && text.starts_with(&printed) {
-                    print!("{}", &text[printed.len()..]);
-                    let _ = std::io::stdout().flush();
-                    printed = text;
-                }
+    let mut printer = Printer {
+        tokenizer: stream.then_some(()).and(tokenizer.as_ref()),
+        so_far: Vec::new(),
+        printed: String::new(),
+    };
+    let tokens = match a.engine {
+        EngineKind::Burn => {
+            let device = super::device(common)?;
+            let loaded = super::load(&a.model, &device)?;
+            if !a.ignore_eos {
+                cfg.stop_tokens = loaded.model.config.eos_token_ids.clone();
             }
+            generate(&loaded.model, &prompt, &cfg, |t| printer.push(t))?
         }
-    })?;
+        EngineKind::Runtime => {
+            if common.device != "cpu" {
+                anyhow::bail!(
+                    "--engine runtime runs on the CPU; use --engine burn for --device {}",
+                    common.device
+                );
+            }
+            let model = Model::load(&a.model)
+                .with_context(|| format!("loading model {}", a.model.display()))?;
+            let stop_tokens = if a.ignore_eos {
+                Vec::new()
+            } else {
+                model.config.eos_token_ids.clone()
+            };
+            let blocks = (prompt.len() + a.max_tokens).div_ceil(compress_runtime::kv::BLOCK_SIZE);
+            let engine_cfg = EngineConfig {
+                act_mode: act_mode(a.activations),
+                ..EngineConfig::with_blocks(blocks)
+            };
+            let mut engine = Engine::new(Arc::new(model), engine_cfg)?;
+            let sampling = SamplingParams {
+                temperature: a.temperature,
+                top_p: a.top_p,
+                seed: common.seed,
+            };
+            let req = Request {
+                sampling,
+                stop_tokens,
+                ..Request::greedy(prompt, a.max_tokens, Vec::new())
+            };
+            engine.generate(req, |t| printer.push(t))?.0
+        }
+    };
     let text = match &tokenizer {
         Some(t) => Some(t.decode(&tokens)?),
         None => None,
@@ -70,7 +131,7 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
         // Whatever the last partial decode held back (e.g. an unfinished UTF-8 sequence).
         let rest = text
             .as_deref()
-            .and_then(|t| t.strip_prefix(printed.as_str()))
+            .and_then(|t| t.strip_prefix(printer.printed.as_str()))
             .unwrap_or("");
         println!("{rest}");
     } else {

@@ -1,5 +1,6 @@
 //! One module per subcommand: parse args into library configs, call the library, print.
 
+mod bench;
 mod convert;
 mod eval;
 mod export;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Quantize(a) => quantize::run(a, &cli.common),
         Command::TrainTokenizer(a) => train_tokenizer::run(a),
         Command::Export(a) => export::run(a, &cli.common),
+        Command::Bench(a) => bench::run(a, &cli.common),
     }
 }
 

@@ -13,6 +13,7 @@
 //! Requests are checked when added: a prompt plus `max_tokens` that could never fit the
 //! cache or the model's context is refused then, so the scheduler always makes progress.
 
+mod generate;
 mod request;
 mod sequence;
 
