@@ -479,7 +479,7 @@ impl BlockManager {
         if slots == 0 {
             return 0.0;
         }
-        1.0 - fill.iter().sum::<usize>() as f64 / slots as f64
+        (slots - fill.iter().sum::<usize>()) as f64 / slots as f64
     }
 
     /// Checks every internal invariant (for tests): each block is in exactly one of used,
