@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 
+use super::prefix::ROOT_HASH;
 use super::*;
 
 /// `len` tokens that all differ from other `tag`s' tokens.
@@ -13,21 +14,29 @@ fn toks(tag: u32, len: usize) -> Vec<u32> {
     (0..len as u32).map(|i| tag * 1000 + i).collect()
 }
 
+/// `seq`'s (tokens, blocks).
+fn shape(m: &BlockManager, seq: SeqId) -> (usize, usize) {
+    (
+        m.num_tokens(seq).unwrap(),
+        m.block_table(seq).unwrap().len(),
+    )
+}
+
 #[test]
 fn allocate_and_append_across_block_boundaries() {
     let mut m = BlockManager::new(8, false);
     assert_eq!(m.blocks_needed(&toks(1, 15)), 1);
     assert_eq!(m.allocate(1, &toks(1, 15)), Ok(0));
-    assert_eq!((m.block_table(1).unwrap().len(), m.num_free(), m.num_used()), (1, 7, 1));
+    assert_eq!((shape(&m, 1), m.num_free(), m.num_used()), ((15, 1), 7, 1));
     assert_eq!(m.blocks_needed_to_append(1, 1), 0);
     assert_eq!(m.append(1, &[7]), Ok(vec![]));
-    assert_eq!((m.num_tokens(1).unwrap(), m.block_table(1).unwrap().len()), (16, 1));
+    assert_eq!(shape(&m, 1), (16, 1));
     assert_eq!(m.blocks_needed_to_append(1, 1), 1);
     assert_eq!(m.append(1, &[8]), Ok(vec![]));
-    assert_eq!((m.num_tokens(1).unwrap(), m.block_table(1).unwrap().len()), (17, 2));
+    assert_eq!(shape(&m, 1), (17, 2));
     assert_eq!(m.blocks_needed_to_append(1, 20), 1); // 37 tokens: 3 blocks
     m.append(1, &toks(2, 20)).unwrap();
-    assert_eq!((m.num_tokens(1).unwrap(), m.block_table(1).unwrap().len()), (37, 3));
+    assert_eq!(shape(&m, 1), (37, 3));
     assert_eq!(m.num_free(), 5);
     m.check_invariants().unwrap();
     assert_eq!(m.allocate(1, &[1]), Err(KvError::SeqExists(1)));
@@ -74,21 +83,6 @@ fn fork_then_append_copies_on_write_once_per_sharer() {
 }
 
 #[test]
-fn fork_at_a_block_boundary_needs_no_copy() {
-    let mut m = BlockManager::new(8, false);
-    m.allocate(1, &toks(1, 32)).unwrap();
-    m.fork(1, 2).unwrap();
-    assert_eq!(m.fork(1, 2), Err(KvError::SeqExists(2)));
-    assert_eq!(m.fork(9, 3), Err(KvError::UnknownSeq(9)));
-    assert_eq!(m.blocks_needed_to_append(1, 1), 1);
-    assert_eq!(m.append(1, &[1]), Ok(vec![]));
-    assert_eq!(m.append(2, &[2]), Ok(vec![]));
-    assert_ne!(m.block_table(1).unwrap()[2], m.block_table(2).unwrap()[2]);
-    assert_eq!(m.stats().cow_copies, 0);
-    m.check_invariants().unwrap();
-}
-
-#[test]
 fn prefix_hit_shares_full_computed_blocks() {
     let mut m = BlockManager::new(16, true);
     let p = toks(1, 40);
@@ -96,7 +90,15 @@ fn prefix_hit_shares_full_computed_blocks() {
     // Not computed yet: nothing cached, a second prompt gets no hit.
     assert_eq!(m.num_cached(), 0);
     assert_eq!(m.blocks_needed(&p), 3);
-    assert_eq!(m.mark_computed(1, 41), Err(KvError::BeyondTokens { seq: 1, n: 41, tokens: 40 }));
+    let err = m.mark_computed(1, 41);
+    assert!(matches!(
+        err,
+        Err(KvError::BeyondTokens {
+            n: 41,
+            tokens: 40,
+            ..
+        })
+    ));
     m.mark_computed(1, 40).unwrap();
     assert_eq!(m.num_cached(), 2); // the partial third block is not cached
     assert_eq!(m.blocks_needed(&p), 1);
@@ -104,7 +106,8 @@ fn prefix_hit_shares_full_computed_blocks() {
     let (t1, t2) = (m.block_table(1).unwrap(), m.block_table(2).unwrap());
     assert_eq!(t1[..2], t2[..2]);
     assert_ne!(t1[2], t2[2]);
-    assert_eq!((m.ref_count(t1[0]), m.ref_count(t1[1]), m.ref_count(t2[2])), (2, 2, 1));
+    let rc = |b| m.ref_count(b);
+    assert_eq!((rc(t1[0]), rc(t1[1]), rc(t2[2])), (2, 2, 1));
     assert_eq!(m.num_computed(2), Ok(32));
     let s = m.stats();
     assert_eq!((s.lookups, s.lookup_tokens, s.hit_tokens), (2, 80, 32));
@@ -117,6 +120,31 @@ fn prefix_hit_shares_full_computed_blocks() {
     off.allocate(1, &p).unwrap();
     off.mark_computed(1, 40).unwrap();
     assert_eq!((off.allocate(2, &p), off.num_cached()), (Ok(0), 0));
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn duplicate_blocks_keep_the_existing_entry_and_chain_through_it() {
+    let mut m = BlockManager::new(16, true);
+    let p = toks(1, 40);
+    m.allocate(1, &p).unwrap();
+    m.allocate(2, &p).unwrap(); // before seq 1 is computed: own blocks
+    m.mark_computed(1, 40).unwrap();
+    m.mark_computed(2, 40).unwrap();
+    let (t1, t2) = (m.block_table(1).unwrap(), m.block_table(2).unwrap());
+    let (t1, t2) = (t1.to_vec(), t2.to_vec());
+    assert_eq!(m.num_cached(), 2); // seq 2's equal blocks are not registered again
+                                   // Seq 2's continuation is cached after seq 1's entries, and a prompt hits all three.
+    m.append(2, &toks(2, 9)).unwrap();
+    m.mark_computed(2, 49).unwrap();
+    assert_eq!(m.num_cached(), 3);
+    m.free(2).unwrap(); // only seq 1's 3 blocks stay used
+    assert_eq!((m.num_cached(), m.num_free()), (3, 13));
+    let mut q = p.clone();
+    q.extend(toks(2, 9));
+    q.push(1);
+    assert_eq!(m.allocate(3, &q), Ok(48));
+    assert_eq!(m.block_table(3).unwrap()[..3], [t1[0], t1[1], t2[2]]);
     m.check_invariants().unwrap();
 }
 
@@ -208,7 +236,8 @@ fn out_of_blocks_leaves_state_unchanged() {
     let before = m.clone();
     // Copy-on-write needs a block too.
     assert_eq!(m.blocks_needed_to_append(4, 1), 1);
-    assert_eq!(m.append(4, &[1]), Err(KvError::OutOfBlocks { needed: 1, free: 0 }));
+    let err = Err(KvError::OutOfBlocks { needed: 1, free: 0 });
+    assert_eq!(m.append(4, &[1]), err);
     assert_eq!(m, before);
     assert_eq!(m.append(9, &[1]), Err(KvError::UnknownSeq(9)));
     assert_eq!(m.mark_computed(9, 0), Err(KvError::UnknownSeq(9)));
@@ -242,7 +271,7 @@ fn hash_collisions_never_return_wrong_kv() {
     let (p, q, t) = (1..)
         .flat_map(|q| (1..20).map(move |t| (0, q, t)))
         .find(|&(p, q, t)| {
-            let (hp, hq) = (h(ROOT, &block(p)), h(ROOT, &block(q)));
+            let (hp, hq) = (h(ROOT_HASH, &block(p)), h(ROOT_HASH, &block(q)));
             let (sp, sq) = (h(hp, &block(t)), h(hq, &block(t)));
             hp != hq && sp == sq && sp != hp && sp != hq
         })
@@ -265,34 +294,45 @@ fn hash_collisions_never_return_wrong_kv() {
     m.check_invariants().unwrap();
 }
 
-const ROOT: u64 = 0;
-
+/// One operation of the property test (few sequence ids, so most ops hit live sequences).
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc { seq: SeqId, split: usize, pattern: u32, len: usize, tail: Vec<u32> },
-    Append { seq: SeqId, tokens: Vec<u32> },
-    Fork { parent: SeqId, child: SeqId },
-    Mark { seq: SeqId, frac: f64 },
-    Free { seq: SeqId },
+    /// `allocate(seq, prompt(blocks, tail))`
+    Alloc(SeqId, Vec<u32>, Vec<u32>),
+    /// `append(seq, tokens)`
+    Append(SeqId, Vec<u32>),
+    /// `fork(parent, child)`
+    Fork(SeqId, SeqId),
+    /// `mark_computed(seq, round(frac · tokens))`
+    Mark(SeqId, f64),
+    /// `free(seq)`
+    Free(SeqId),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let seq = 0..6u64;
     let tokens = prop::collection::vec(0..4u32, 1..20);
     prop_oneof![
-        3 => (seq.clone(), 0..70usize, 0..3u32, 1..70usize, prop::collection::vec(0..4u32, 0..3))
-            .prop_map(|(seq, split, pattern, len, tail)| Op::Alloc { seq, split, pattern, len, tail }),
-        4 => (seq.clone(), tokens).prop_map(|(seq, tokens)| Op::Append { seq, tokens }),
-        1 => (seq.clone(), seq.clone()).prop_map(|(parent, child)| Op::Fork { parent, child }),
-        3 => (seq.clone(), 0.0..=1.0f64).prop_map(|(seq, frac)| Op::Mark { seq, frac }),
-        2 => seq.prop_map(|seq| Op::Free { seq }),
+        3 => (seq.clone(), prop::collection::vec(0..3u32, 0..5), prop::collection::vec(0..4u32, 0..20))
+            .prop_map(|(s, b, t)| Op::Alloc(s, b, t)),
+        4 => (seq.clone(), tokens).prop_map(|(s, t)| Op::Append(s, t)),
+        1 => (seq.clone(), seq.clone()).prop_map(|(p, c)| Op::Fork(p, c)),
+        3 => (seq.clone(), 0.0..=1.0f64).prop_map(|(s, f)| Op::Mark(s, f)),
+        2 => seq.prop_map(Op::Free),
     ]
 }
 
-/// Prompts share a common prefix of `split` tokens, then follow one of a few patterns.
-fn prompt(split: usize, pattern: u32, len: usize, tail: &[u32]) -> Vec<u32> {
-    let body = (0..len).map(|i| if i < split { (i % 5) as u32 } else { 10 + pattern + (i % 3) as u32 });
-    body.chain(tail.iter().copied()).collect()
+/// A prompt of whole blocks drawn from 3 contents (so equal blocks with different prefixes are
+/// common) and a tail (a prompt is never empty).
+fn prompt(blocks: &[u32], tail: &[u32]) -> Vec<u32> {
+    let body = blocks
+        .iter()
+        .flat_map(|&v| (0..BLOCK_SIZE as u32).map(move |i| 10 + v * 3 + i % 3));
+    let mut p: Vec<u32> = body.chain(tail.iter().copied()).collect();
+    if p.is_empty() {
+        p.push(0);
+    }
+    p
 }
 
 /// Shadow model: each sequence's tokens and computed count, and each block slot's "KV" (the
@@ -317,110 +357,95 @@ impl Model {
     }
 }
 
+/// The error `op` must fail with, if any.
+fn expected_error(m: &BlockManager, model: &Model, op: &Op) -> Option<KvError> {
+    let known = |seq: &SeqId| model.seqs.contains_key(seq);
+    let out = |needed, free| (needed > free).then_some(KvError::OutOfBlocks { needed, free });
+    match op {
+        Op::Alloc(seq, ..) if known(seq) => Some(KvError::SeqExists(*seq)),
+        Op::Alloc(_, blocks, tail) => out(m.blocks_needed(&prompt(blocks, tail)), m.num_free()),
+        Op::Fork(_, child) if known(child) => Some(KvError::SeqExists(*child)),
+        Op::Append(seq, _) | Op::Fork(seq, _) | Op::Mark(seq, _) | Op::Free(seq) if !known(seq) => {
+            Some(KvError::UnknownSeq(*seq))
+        }
+        Op::Append(seq, tokens) => out(m.blocks_needed_to_append(*seq, tokens.len()), m.num_free()),
+        _ => None,
+    }
+}
+
+/// Applies `op` to the manager and the model, checking what the op itself promises.
 fn run(m: &mut BlockManager, model: &mut Model, op: &Op) -> Result<(), TestCaseError> {
     let before = m.clone();
-    let unchanged = |m: &BlockManager| -> Result<(), TestCaseError> {
-        prop_assert_eq!(m, &before);
-        Ok(())
+    let expected = expected_error(m, model, op);
+    // Allocate's computed count or mark's n, and append's copies.
+    let result = match op {
+        Op::Alloc(seq, blocks, tail) => {
+            m.allocate(*seq, &prompt(blocks, tail)).map(|c| (c, vec![]))
+        }
+        Op::Append(seq, tokens) => m.append(*seq, tokens).map(|v| (0, v)),
+        Op::Fork(parent, child) => m.fork(*parent, *child).map(|_| (0, vec![])),
+        Op::Mark(seq, frac) => {
+            let len = model.seqs.get(seq).map_or(0, |s| s.0.len());
+            let n = (len as f64 * frac).round() as usize;
+            m.mark_computed(*seq, n).map(|_| (n, vec![]))
+        }
+        Op::Free(seq) => m.free(*seq).map(|_| (0, vec![])),
     };
+    if let Some(e) = expected {
+        prop_assert_eq!(result, Err(e));
+        prop_assert_eq!(m, &before, "a failed call changed the manager");
+        return Ok(());
+    }
+    let (n, copies) = result.map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let freed = before.num_free() - m.num_free().min(before.num_free());
     match op {
-        Op::Alloc { seq, split, pattern, len, tail } => {
-            let p = prompt(*split, *pattern, *len, tail);
-            let need = m.blocks_needed(&p);
-            match m.allocate(*seq, &p) {
-                Err(e) => {
-                    if model.seqs.contains_key(seq) {
-                        prop_assert_eq!(e, KvError::SeqExists(*seq));
-                    } else {
-                        let free = before.num_free();
-                        prop_assert!(need > free);
-                        prop_assert_eq!(e, KvError::OutOfBlocks { needed: need, free });
-                    }
-                    unchanged(m)?;
-                }
-                Ok(c) => {
-                    prop_assert!(!model.seqs.contains_key(seq) && need <= before.num_free());
-                    prop_assert_eq!(m.num_free(), before.num_free() - need);
-                    prop_assert!(c % BLOCK_SIZE == 0 && c < p.len());
-                    prop_assert_eq!(m.num_computed(*seq), Ok(c));
-                    model.seqs.insert(*seq, (p, c));
-                }
+        Op::Alloc(seq, blocks, tail) => {
+            let p = prompt(blocks, tail);
+            prop_assert_eq!(freed, before.blocks_needed(&p));
+            prop_assert!(n % BLOCK_SIZE == 0 && n < p.len());
+            model.seqs.insert(*seq, (p, n));
+        }
+        Op::Append(seq, tokens) => {
+            prop_assert_eq!(freed, before.blocks_needed_to_append(*seq, tokens.len()));
+            let old_len = model.seqs[seq].0.len();
+            let (old, new) = (
+                before.block_table(*seq).unwrap(),
+                m.block_table(*seq).unwrap(),
+            );
+            let k = old_len / BLOCK_SIZE;
+            if k < old.len() && old[k] != new[k] {
+                // Copy-on-write of the shared partial last block: the model copies its KV.
+                prop_assert!(old_len % BLOCK_SIZE != 0 && before.ref_count(old[k]) > 1);
+                prop_assert_eq!(copies, vec![(old[k], new[k])]);
+                model.kv[new[k] as usize] = model.kv[old[k] as usize].clone();
+            } else {
+                prop_assert_eq!(copies, vec![]);
+            }
+            prop_assert_eq!(&new[..k], &old[..k]);
+            model.seqs.get_mut(seq).unwrap().0.extend_from_slice(tokens);
+            // The blocks this append writes are held by this sequence alone.
+            for pos in old_len..old_len + tokens.len() {
+                prop_assert_eq!(m.ref_count(new[pos / BLOCK_SIZE]), 1);
             }
         }
-        Op::Append { seq, tokens } => {
-            let need = m.blocks_needed_to_append(*seq, tokens.len());
-            match m.append(*seq, tokens) {
-                Err(e) => {
-                    if model.seqs.contains_key(seq) {
-                        let free = before.num_free();
-                        prop_assert_eq!(e, KvError::OutOfBlocks { needed: need, free });
-                        prop_assert!(need > free);
-                    } else {
-                        prop_assert_eq!(e, KvError::UnknownSeq(*seq));
-                    }
-                    unchanged(m)?;
-                }
-                Ok(copies) => {
-                    prop_assert_eq!(m.num_free(), before.num_free() - need);
-                    let old_len = model.seqs[seq].0.len();
-                    let (old, new) = (before.block_table(*seq).unwrap(), m.block_table(*seq).unwrap());
-                    let k = old_len / BLOCK_SIZE;
-                    if copies.is_empty() {
-                        prop_assert_eq!(&new[..old.len()], old);
-                    } else {
-                        prop_assert_eq!(copies.len(), 1);
-                        prop_assert!(old_len % BLOCK_SIZE != 0 && before.ref_count(old[k]) > 1);
-                        prop_assert_eq!(copies[0], (old[k], new[k]));
-                        prop_assert_eq!(&new[..k], &old[..k]);
-                        let (src, dst) = copies[0];
-                        model.kv[dst as usize] = model.kv[src as usize].clone();
-                    }
-                    model.seqs.get_mut(seq).unwrap().0.extend_from_slice(tokens);
-                    // The blocks this append writes are held by this sequence alone.
-                    for pos in old_len..old_len + tokens.len() {
-                        prop_assert_eq!(m.ref_count(new[pos / BLOCK_SIZE]), 1);
-                    }
-                }
-            }
+        Op::Fork(parent, child) => {
+            prop_assert_eq!(
+                m.block_table(*child).unwrap(),
+                m.block_table(*parent).unwrap()
+            );
+            let s = model.seqs[parent].clone();
+            model.seqs.insert(*child, s);
         }
-        Op::Fork { parent, child } => match m.fork(*parent, *child) {
-            Err(e) => {
-                if model.seqs.contains_key(child) {
-                    prop_assert_eq!(e, KvError::SeqExists(*child));
-                } else {
-                    prop_assert_eq!(e, KvError::UnknownSeq(*parent));
-                }
-                unchanged(m)?;
-            }
-            Ok(()) => {
-                prop_assert_eq!(m.block_table(*child).unwrap(), m.block_table(*parent).unwrap());
-                let s = model.seqs[parent].clone();
-                model.seqs.insert(*child, s);
-            }
-        },
-        Op::Mark { seq, frac } => {
-            let n = model.seqs.get(seq).map_or(0, |s| (s.0.len() as f64 * frac).round() as usize);
-            match m.mark_computed(*seq, n) {
-                Err(e) => {
-                    prop_assert_eq!(e, KvError::UnknownSeq(*seq));
-                    unchanged(m)?;
-                }
-                Ok(()) => model.compute(m, *seq, n),
-            }
+        Op::Mark(seq, _) => {
             prop_assert_eq!(m.num_free(), before.num_free());
+            model.compute(m, *seq, n);
         }
-        Op::Free { seq } => match m.free(*seq) {
-            Err(e) => {
-                prop_assert_eq!(e, KvError::UnknownSeq(*seq));
-                unchanged(m)?;
-            }
-            Ok(()) => {
-                let table = before.block_table(*seq).unwrap();
-                let released = table.iter().filter(|&&b| before.ref_count(b) == 1).count();
-                prop_assert_eq!(m.num_free(), before.num_free() + released);
-                model.seqs.remove(seq);
-            }
-        },
+        Op::Free(seq) => {
+            let table = before.block_table(*seq).unwrap();
+            let released = table.iter().filter(|&&b| before.ref_count(b) == 1).count();
+            prop_assert_eq!(m.num_free(), before.num_free() + released);
+            model.seqs.remove(seq);
+        }
     }
     Ok(())
 }
@@ -443,7 +468,13 @@ fn check(m: &BlockManager, model: &Model) -> Result<(), TestCaseError> {
         // Every computed slot still holds the KV of exactly this sequence's prefix.
         for pos in 0..*computed {
             let kv = &model.kv[table[pos / BLOCK_SIZE] as usize][pos % BLOCK_SIZE];
-            prop_assert_eq!(kv.as_deref(), Some(&tokens[..=pos]), "seq {} pos {}", seq, pos);
+            prop_assert_eq!(
+                kv.as_deref(),
+                Some(&tokens[..=pos]),
+                "seq {} pos {}",
+                seq,
+                pos
+            );
         }
     }
     for (b, &r) in refs.iter().enumerate() {
@@ -462,9 +493,6 @@ fn run_all(mut m: BlockManager, ops: &[Op]) -> Result<(), TestCaseError> {
     for op in ops {
         run(&mut m, &mut model, op)?;
         check(&m, &model)?;
-    }
-    if std::env::var("KV_STATS").is_ok() {
-        eprintln!("STATS {:?} seqs {} cached {}", m.stats(), m.num_seqs(), m.num_cached());
     }
     Ok(())
 }
