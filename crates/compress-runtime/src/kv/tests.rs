@@ -402,7 +402,7 @@ fn run(m: &mut BlockManager, model: &mut Model, op: &Op) -> Result<(), TestCaseE
         Op::Alloc(seq, blocks, tail) => {
             let p = prompt(blocks, tail);
             prop_assert_eq!(freed, before.blocks_needed(&p));
-            prop_assert!(n % BLOCK_SIZE == 0 && n < p.len());
+            prop_assert!(n.is_multiple_of(BLOCK_SIZE) && n < p.len());
             model.seqs.insert(*seq, (p, n));
         }
         Op::Append(seq, tokens) => {
@@ -415,7 +415,7 @@ fn run(m: &mut BlockManager, model: &mut Model, op: &Op) -> Result<(), TestCaseE
             let k = old_len / BLOCK_SIZE;
             if k < old.len() && old[k] != new[k] {
                 // Copy-on-write of the shared partial last block: the model copies its KV.
-                prop_assert!(old_len % BLOCK_SIZE != 0 && before.ref_count(old[k]) > 1);
+                prop_assert!(!old_len.is_multiple_of(BLOCK_SIZE) && before.ref_count(old[k]) > 1);
                 prop_assert_eq!(copies, vec![(old[k], new[k])]);
                 model.kv[new[k] as usize] = model.kv[old[k] as usize].clone();
             } else {
