@@ -142,7 +142,8 @@ impl BlockManager {
         self.seqs.len()
     }
 
-    /// Number of (sequence, table position) references to `block` (0 when free).
+    /// Number of (sequence, table position) references to `block` (0 when free or evictable).
+    /// Panics if `block >= num_blocks()`.
     pub fn ref_count(&self, block: BlockId) -> usize {
         self.refcounts[block as usize] as usize
     }
