@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::prefix::{chain_hash, Link, PrefixCache, ROOT_HASH};
+use super::prefix::{Chain, PrefixCache};
 
 /// Tokens per KV block.
 pub const BLOCK_SIZE: usize = 16;
@@ -68,28 +68,6 @@ pub struct KvStats {
     pub cow_copies: u64,
 }
 
-/// Progress of a sequence's registration in the prefix cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Chain {
-    /// Leading blocks walked.
-    blocks: usize,
-    /// Chain hash of the last walked block.
-    hash: u64,
-    /// Cache entry holding the KV of the last walked block (own block or an equal one).
-    canon: Option<Link>,
-    /// A block could not be registered (hash held by a different entry): stop there.
-    broken: bool,
-}
-
-impl Chain {
-    const ROOT: Chain = Chain {
-        blocks: 0,
-        hash: ROOT_HASH,
-        canon: None,
-        broken: false,
-    };
-}
-
 /// One sequence: its tokens, block table, computed count and cache registration progress.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Seq {
@@ -113,7 +91,6 @@ pub struct BlockManager {
     seqs: HashMap<SeqId, Seq>,
     prefix_caching: bool,
     clock: u64,
-    hash_mask: u64,
     stats: KvStats,
 }
 
@@ -129,7 +106,6 @@ impl BlockManager {
             seqs: HashMap::new(),
             prefix_caching,
             clock: 0,
-            hash_mask: u64::MAX,
             stats: KvStats::default(),
         }
     }
@@ -137,7 +113,7 @@ impl BlockManager {
     /// Test hook: keep only the `mask` bits of every hash, to force collisions.
     #[cfg(test)]
     pub(crate) fn with_hash_mask(mut self, mask: u64) -> Self {
-        self.hash_mask = mask;
+        self.cache.set_hash_mask(mask);
         self
     }
 
@@ -166,7 +142,8 @@ impl BlockManager {
         self.seqs.len()
     }
 
-    /// Number of (sequence, table position) references to `block` (0 when free).
+    /// Number of (sequence, table position) references to `block` (0 when free or evictable).
+    /// Panics if `block >= num_blocks()`.
     pub fn ref_count(&self, block: BlockId) -> usize {
         self.refcounts[block as usize] as usize
     }
@@ -176,34 +153,17 @@ impl BlockManager {
         self.stats
     }
 
-    fn hash(&self, parent: u64, tokens: &[u32]) -> u64 {
-        chain_hash(parent, tokens) & self.hash_mask
+    /// Prefix-cache hits of `prompt` (none with caching off) and the chain state after them.
+    fn lookup(&self, prompt: &[u32]) -> (Vec<BlockId>, Chain) {
+        if self.prefix_caching {
+            self.cache.lookup(prompt)
+        } else {
+            (Vec::new(), Chain::ROOT)
+        }
     }
 
     fn seq(&self, seq: SeqId) -> Result<&Seq, KvError> {
         self.seqs.get(&seq).ok_or(KvError::UnknownSeq(seq))
-    }
-
-    /// Prefix-cache hits of `prompt` (full blocks, in order, leaving at least one token to
-    /// compute) and the registration chain state after them.
-    fn lookup(&self, prompt: &[u32]) -> (Vec<BlockId>, Chain) {
-        let mut chain = Chain::ROOT;
-        let mut hits = Vec::new();
-        if !self.prefix_caching || prompt.is_empty() {
-            return (hits, chain);
-        }
-        let max_hits = (prompt.len() - 1) / BLOCK_SIZE;
-        for tokens in prompt.chunks_exact(BLOCK_SIZE).take(max_hits) {
-            let h = self.hash(chain.hash, tokens);
-            let Some(link) = self.cache.find(h, tokens, chain.canon) else {
-                break;
-            };
-            hits.push(link.0);
-            chain.blocks += 1;
-            chain.hash = h;
-            chain.canon = Some(link);
-        }
-        (hits, chain)
     }
 
     /// Blocks needed to admit a new sequence with this prompt now (after prefix-cache hits):
@@ -275,7 +235,7 @@ impl BlockManager {
 
     /// Whether writing the next token of `s` needs a copy of its (shared, partial) last block.
     fn needs_cow(&self, s: &Seq) -> bool {
-        s.tokens.len() % BLOCK_SIZE != 0
+        !s.tokens.len().is_multiple_of(BLOCK_SIZE)
             && s.table
                 .last()
                 .is_some_and(|&b| self.refcounts[b as usize] > 1)
@@ -364,55 +324,15 @@ impl BlockManager {
         let mut s = self.seqs.remove(&seq).expect("checked above");
         s.computed = n;
         if self.prefix_caching {
-            let mut chain = s.chain;
-            while !chain.broken && chain.blocks < n / BLOCK_SIZE {
-                let i = chain.blocks;
-                let tokens = &s.tokens[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE];
-                let h = self.hash(chain.hash, tokens);
-                match self.register(s.table[i], h, tokens, chain.canon, i) {
-                    Some(link) => chain.canon = Some(link),
-                    None => chain.broken = true,
-                }
-                chain.blocks += 1;
-                chain.hash = h;
-            }
-            s.chain = chain;
+            let (s_tokens, s_table) = (&s.tokens[..n], &s.table[..]);
+            let displaced =
+                self.cache
+                    .extend_chain(&mut s.chain, s_tokens, s_table, &self.refcounts);
+            self.stats.evictions += displaced.len() as u64;
+            self.free.extend(displaced);
         }
         self.seqs.insert(seq, s);
         Ok(())
-    }
-
-    /// Registers block `b` (position `depth`, full and computed) under `hash`; returns the
-    /// entry holding its KV (its own or an equal existing one), or `None` if none can.
-    fn register(
-        &mut self,
-        b: BlockId,
-        hash: u64,
-        tokens: &[u32],
-        parent: Option<Link>,
-        depth: usize,
-    ) -> Option<Link> {
-        if let Some(e) = self.cache.entry(b) {
-            let ok = e.hash == hash && PrefixCache::matches(e, tokens, parent);
-            return ok.then_some((b, e.gen));
-        }
-        if let Some(q) = self.cache.holder(hash) {
-            let e = self
-                .cache
-                .entry(q)
-                .expect("map points at a registered block");
-            if PrefixCache::matches(e, tokens, parent) {
-                return Some((q, e.gen));
-            }
-            if self.refcounts[q as usize] != 0 {
-                return None;
-            }
-            self.cache.remove_evictable(q);
-            self.cache.remove(q);
-            self.free.push_back(q);
-            self.stats.evictions += 1;
-        }
-        Some(self.cache.insert(b, hash, parent, tokens, depth))
     }
 
     /// Adds a reference to `b` (a prefix hit); an evictable block leaves the LRU.
@@ -482,7 +402,7 @@ impl BlockManager {
         if slots == 0 {
             return 0.0;
         }
-        1.0 - fill.iter().sum::<usize>() as f64 / slots as f64
+        (slots - fill.iter().sum::<usize>()) as f64 / slots as f64
     }
 
     /// Checks every internal invariant (for tests): each block is in exactly one of used,

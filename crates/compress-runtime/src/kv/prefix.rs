@@ -47,6 +47,30 @@ pub(crate) struct CacheEntry {
     pub depth: u32,
 }
 
+/// Progress of a sequence through the prefix cache's hash chain (its leading full blocks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Chain {
+    /// Leading blocks walked.
+    pub blocks: usize,
+    /// Chain hash of the last walked block.
+    pub hash: u64,
+    /// Entry holding the KV of the last walked block (the sequence's own block or an equal one).
+    pub canon: Option<Link>,
+    /// A block could not be registered (its hash is held by a different entry in use): the
+    /// sequence registers no further blocks.
+    pub broken: bool,
+}
+
+impl Chain {
+    /// Before the first block.
+    pub const ROOT: Chain = Chain {
+        blocks: 0,
+        hash: ROOT_HASH,
+        canon: None,
+        broken: false,
+    };
+}
+
 /// LRU key: the time the block became free; ties evict deeper blocks first (as vLLM).
 type EvictKey = (u64, Reverse<u32>, BlockId);
 
@@ -58,6 +82,7 @@ pub(crate) struct PrefixCache {
     stamps: Vec<Option<u64>>,
     lru: BTreeSet<EvictKey>,
     next_gen: u64,
+    hash_mask: u64,
 }
 
 impl PrefixCache {
@@ -69,7 +94,96 @@ impl PrefixCache {
             stamps: vec![None; num_blocks],
             lru: BTreeSet::new(),
             next_gen: 0,
+            hash_mask: u64::MAX,
         }
+    }
+
+    /// Test hook: keep only the `mask` bits of every hash, to force collisions.
+    #[cfg(test)]
+    pub fn set_hash_mask(&mut self, mask: u64) {
+        self.hash_mask = mask;
+    }
+
+    fn hash(&self, parent: u64, tokens: &[u32]) -> u64 {
+        chain_hash(parent, tokens) & self.hash_mask
+    }
+
+    /// Hits of `prompt`: its full blocks in order up to the first miss, leaving at least one
+    /// token to compute, and the chain state after them.
+    pub fn lookup(&self, prompt: &[u32]) -> (Vec<BlockId>, Chain) {
+        let mut chain = Chain::ROOT;
+        let max_hits = prompt.len().saturating_sub(1) / BLOCK_SIZE;
+        let mut hits = Vec::new();
+        for tokens in prompt.chunks_exact(BLOCK_SIZE).take(max_hits) {
+            let h = self.hash(chain.hash, tokens);
+            let Some(link) = self.find(h, tokens, chain.canon) else {
+                break;
+            };
+            hits.push(link.0);
+            chain.blocks += 1;
+            chain.hash = h;
+            chain.canon = Some(link);
+        }
+        (hits, chain)
+    }
+
+    /// Registers the sequence's full blocks of `tokens` (its computed tokens; `table` its block
+    /// table) that `chain` has not walked yet. `refcounts` tells which entries are idle.
+    /// Returns the evictable blocks displaced by colliding registrations (now unregistered and
+    /// no longer evictable: the caller puts them on the free list).
+    pub fn extend_chain(
+        &mut self,
+        chain: &mut Chain,
+        tokens: &[u32],
+        table: &[BlockId],
+        refcounts: &[u32],
+    ) -> Vec<BlockId> {
+        let mut displaced = Vec::new();
+        while !chain.broken && chain.blocks < tokens.len() / BLOCK_SIZE {
+            let i = chain.blocks;
+            let toks = &tokens[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE];
+            let h = self.hash(chain.hash, toks);
+            let parent = chain.canon;
+            chain.canon = self.register(table[i], h, toks, parent, i, refcounts, &mut displaced);
+            chain.broken = chain.canon.is_none();
+            chain.blocks += 1;
+            chain.hash = h;
+        }
+        displaced
+    }
+
+    /// Registers block `b` (position `depth`, full and computed) under `hash`; returns the
+    /// entry holding its KV (its own or an equal existing one, which is kept), or `None` if
+    /// none can. A different entry under `hash` (collision, or computed after an evicted
+    /// parent) is displaced if idle, else `b` stays unregistered.
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &mut self,
+        b: BlockId,
+        hash: u64,
+        tokens: &[u32],
+        parent: Option<Link>,
+        depth: usize,
+        refcounts: &[u32],
+        displaced: &mut Vec<BlockId>,
+    ) -> Option<Link> {
+        if let Some(e) = self.entry(b) {
+            let ok = e.hash == hash && Self::matches(e, tokens, parent);
+            return ok.then_some((b, e.gen));
+        }
+        if let Some(q) = self.holder(hash) {
+            let e = self.entry(q).expect("map points at a registered block");
+            if Self::matches(e, tokens, parent) {
+                return Some((q, e.gen));
+            }
+            if refcounts[q as usize] != 0 {
+                return None;
+            }
+            self.remove_evictable(q);
+            self.remove(q);
+            displaced.push(q);
+        }
+        Some(self.insert(b, hash, parent, tokens, depth))
     }
 
     /// Number of registered blocks.
