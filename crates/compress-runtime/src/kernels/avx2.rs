@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::dispatch::{row_scales, Prep};
+use super::dispatch::{row_scales, token_tiles, Prep};
 use super::{FloatDtype, FloatWeight, Int4Weight, Int8Weight, Q8Acts, QK};
 
 /// Horizontal sum of 8 lanes.
@@ -73,21 +73,23 @@ pub(crate) unsafe fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: 
     let (bpg, ng) = (w.group_size / QK, cols / w.group_size);
     assert!(w.data.len() >= w.rows * cols / 2 && p.qp.len() >= m * cols && p.gsum.len() >= m * ng);
     let (mut s, mut so) = (vec![0f32; ng], vec![0f32; ng]);
-    for (i, r) in rows.enumerate() {
-        row_scales(&w.scales, r * ng, &mut s);
-        for g in 0..ng {
-            so[g] = s[g] * w.offsets.as_ref().map_or(8.0, |o| f32::from(o[r * ng + g]));
-        }
-        // SAFETY: row `r < w.rows` starts `r * cols / 2` bytes into `data` (asserted above).
-        let wr = unsafe { w.data.as_ptr().add(r * cols / 2) };
-        let mut t = 0;
-        while t < m {
-            let tn = (m - t).min(4);
-            let mut res = [0f32; 4];
-            // SAFETY: rows `t..t + tn` of the activations exist; `wr` holds a full row.
-            unsafe { by_tokens!(tn, int4_q8_dot(wr, p, &s, bpg, t, &mut res)) };
-            store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
-            t += tn;
+    for tile in token_tiles(m, cols) {
+        for (i, r) in rows.clone().enumerate() {
+            row_scales(&w.scales, r * ng, &mut s);
+            for g in 0..ng {
+                so[g] = s[g] * w.offsets.as_ref().map_or(8.0, |o| f32::from(o[r * ng + g]));
+            }
+            // SAFETY: row `r < w.rows` starts `r * cols / 2` bytes into `data` (asserted above).
+            let wr = unsafe { w.data.as_ptr().add(r * cols / 2) };
+            let mut t = tile.start;
+            while t < tile.end {
+                let tn = (tile.end - t).min(4);
+                let mut res = [0f32; 4];
+                // SAFETY: rows `t..t + tn` of the activations exist; `wr` holds a full row.
+                unsafe { by_tokens!(tn, int4_q8_dot(wr, p, &s, bpg, t, &mut res)) };
+                store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
+                t += tn;
+            }
         }
     }
 }
@@ -139,25 +141,27 @@ pub(crate) unsafe fn int4_f32(w: &Int4Weight, p: &Prep, rows: Range<usize>, out:
     assert!(w.data.len() >= w.rows * cols / 2 && p.xp.len() >= m * cols);
     let mut s = vec![0f32; ng];
     let mut o = vec![8i32; ng];
-    for (i, r) in rows.enumerate() {
-        row_scales(&w.scales, r * ng, &mut s);
-        if let Some(offs) = &w.offsets {
-            for (d, &v) in o.iter_mut().zip(&offs[r * ng..(r + 1) * ng]) {
-                *d = i32::from(v);
+    for tile in token_tiles(m, 4 * cols) {
+        for (i, r) in rows.clone().enumerate() {
+            row_scales(&w.scales, r * ng, &mut s);
+            if let Some(offs) = &w.offsets {
+                for (d, &v) in o.iter_mut().zip(&offs[r * ng..(r + 1) * ng]) {
+                    *d = i32::from(v);
+                }
             }
-        }
-        // SAFETY: row `r` lies inside `data` (asserted above).
-        let wr = unsafe { w.data.as_ptr().add(r * cols / 2) };
-        let mut t = 0;
-        while t < m {
-            let tn = (m - t).min(4);
-            let mut res = [0f32; 4];
-            // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
-            unsafe { by_tokens!(tn, int4_f32_dot(wr, p, &s, &o, w.group_size, t, &mut res)) };
-            for j in 0..tn {
-                out[(t + j) * n + i] = res[j];
+            // SAFETY: row `r` lies inside `data` (asserted above).
+            let wr = unsafe { w.data.as_ptr().add(r * cols / 2) };
+            let mut t = tile.start;
+            while t < tile.end {
+                let tn = (tile.end - t).min(4);
+                let mut res = [0f32; 4];
+                // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
+                unsafe { by_tokens!(tn, int4_f32_dot(wr, p, &s, &o, w.group_size, t, &mut res)) };
+                for j in 0..tn {
+                    out[(t + j) * n + i] = res[j];
+                }
+                t += tn;
             }
-            t += tn;
         }
     }
 }
@@ -212,21 +216,23 @@ pub(crate) unsafe fn int8_q8(w: &Int8Weight, p: &Prep, rows: Range<usize>, out: 
     let (bpg, ng) = (w.group_size / QK, cols / w.group_size);
     assert!(w.data.len() >= w.rows * cols && p.q.len() >= m * cols && p.gsum.len() >= m * ng);
     let (mut s, mut so) = (vec![0f32; ng], vec![0f32; ng]);
-    for (i, r) in rows.enumerate() {
-        row_scales(&w.scales, r * ng, &mut s);
-        for g in 0..ng {
-            so[g] = s[g] * w.zeros.as_ref().map_or(0.0, |z| f32::from(z[r * ng + g]));
-        }
-        // SAFETY: row `r` lies inside `data` (asserted above).
-        let wr = unsafe { w.data.as_ptr().add(r * cols) };
-        let mut t = 0;
-        while t < m {
-            let tn = (m - t).min(4);
-            let mut res = [0f32; 4];
-            // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
-            unsafe { by_tokens!(tn, int8_q8_dot(wr, p, &s, bpg, t, &mut res)) };
-            store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
-            t += tn;
+    for tile in token_tiles(m, cols) {
+        for (i, r) in rows.clone().enumerate() {
+            row_scales(&w.scales, r * ng, &mut s);
+            for g in 0..ng {
+                so[g] = s[g] * w.zeros.as_ref().map_or(0.0, |z| f32::from(z[r * ng + g]));
+            }
+            // SAFETY: row `r` lies inside `data` (asserted above).
+            let wr = unsafe { w.data.as_ptr().add(r * cols) };
+            let mut t = tile.start;
+            while t < tile.end {
+                let tn = (tile.end - t).min(4);
+                let mut res = [0f32; 4];
+                // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
+                unsafe { by_tokens!(tn, int8_q8_dot(wr, p, &s, bpg, t, &mut res)) };
+                store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
+                t += tn;
+            }
         }
     }
 }

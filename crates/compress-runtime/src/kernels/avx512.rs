@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::avx2::store_with_offsets;
-use super::dispatch::{row_scales, Prep};
+use super::dispatch::{row_scales, token_tiles, Prep};
 use super::{Int4Weight, Int8Weight, QK};
 
 /// `Σ u·s` over byte quads (u8 × i8 → i32 lanes) with `vpmaddubsw` + `vpmaddwd`.
@@ -77,6 +77,39 @@ macro_rules! q8_kernels {
                 }
             }
 
+            /// Products of weight pair `k` (`wu`, negative mask `neg`) with activation row `j`
+            /// (converted to f32) and the pair's expanded activation scales.
+            #[target_feature(enable = $feat)]
+            #[inline]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn act<const INT8: bool>(
+                qa: *const i8,
+                dx: *const f32,
+                cols: usize,
+                nb: usize,
+                k: usize,
+                tail: bool,
+                j: usize,
+                wu: __m512i,
+                neg: __mmask64,
+            ) -> (__m512, __m512) {
+                // SAFETY (caller): the pair (the first block with `tail`) of row `j` exists.
+                unsafe {
+                    let am = if tail { 0xffff_ffff } else { u64::MAX };
+                    let a = _mm512_maskz_loadu_epi8(am, qa.add(j * cols + 64 * k).cast());
+                    let a = if INT8 {
+                        _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a)
+                    } else {
+                        a
+                    };
+                    let dm = if tail { 0xff } else { 0xffff };
+                    (
+                        _mm512_cvtepi32_ps($dot(wu, a)),
+                        _mm512_maskz_loadu_ps(dm, dx.add((j * nb + 2 * k) * 8)),
+                    )
+                }
+            }
+
             /// Dots of one weight row with activation rows `t0..t0 + T` (before offsets).
             #[target_feature(enable = $feat)]
             #[inline]
@@ -97,26 +130,13 @@ macro_rules! q8_kernels {
                 // per group.
                 let dx = unsafe { p.dexp.as_ptr().add(t0 * nb * 8) };
                 let qa = unsafe { qa.add(t0 * cols) };
-                let ops = |k: usize, tail: bool, j: usize, wu: __m512i, neg: __mmask64| unsafe {
-                    let am = if tail { 0xffff_ffff } else { u64::MAX };
-                    let a = _mm512_maskz_loadu_epi8(am, qa.add(j * cols + 64 * k).cast());
-                    let a = if INT8 {
-                        _mm512_mask_sub_epi8(a, neg, _mm512_setzero_si512(), a)
-                    } else {
-                        a
-                    };
-                    let dm = if tail { 0xff } else { 0xffff };
-                    (
-                        _mm512_cvtepi32_ps($dot(wu, a)),
-                        _mm512_maskz_loadu_ps(dm, dx.add((j * nb + 2 * k) * 8)),
-                    )
-                };
                 if bpg == 1 {
                     for k in 0..nb / 2 {
                         let (wu, neg) = unsafe { load_pair::<INT8>(wr, k, false) };
                         let sp = unsafe { pair_scale(s.as_ptr().add(2 * k)) };
                         for (j, a) in acc.iter_mut().enumerate() {
-                            let (v, d) = ops(k, false, j, wu, neg);
+                            let (v, d) =
+                                unsafe { act::<INT8>(qa, dx, cols, nb, k, false, j, wu, neg) };
                             *a = _mm512_fmadd_ps(v, _mm512_mul_ps(d, sp), *a);
                         }
                     }
@@ -125,7 +145,8 @@ macro_rules! q8_kernels {
                         let (wu, neg) = unsafe { load_pair::<INT8>(wr, k, true) };
                         let sp = _mm512_set1_ps(s[nb - 1]);
                         for (j, a) in acc.iter_mut().enumerate() {
-                            let (v, d) = ops(k, true, j, wu, neg);
+                            let (v, d) =
+                                unsafe { act::<INT8>(qa, dx, cols, nb, k, true, j, wu, neg) };
                             *a = _mm512_fmadd_ps(v, _mm512_mul_ps(d, sp), *a);
                         }
                     }
@@ -135,7 +156,8 @@ macro_rules! q8_kernels {
                         for k in g * bpg / 2..(g + 1) * bpg / 2 {
                             let (wu, neg) = unsafe { load_pair::<INT8>(wr, k, false) };
                             for (j, ga) in gacc.iter_mut().enumerate() {
-                                let (v, d) = ops(k, false, j, wu, neg);
+                                let (v, d) =
+                                    unsafe { act::<INT8>(qa, dx, cols, nb, k, false, j, wu, neg) };
                                 *ga = _mm512_fmadd_ps(v, d, *ga);
                             }
                         }
@@ -165,28 +187,30 @@ macro_rules! q8_kernels {
             ) {
                 let (n, m, ng, bpg) = (rows.len(), p.m, p.cols / group_size, group_size / QK);
                 let (mut s, mut so) = (vec![0f32; ng], vec![0f32; ng]);
-                for (i, r) in rows.enumerate() {
-                    row_scales(scales, r * ng, &mut s);
-                    for g in 0..ng {
-                        so[g] = s[g] * offsets(r * ng + g);
-                    }
-                    // SAFETY: row `r` lies inside the weight data (callers assert its size).
-                    let wr = unsafe { wr0.add(r * row_bytes) };
-                    let mut t = 0;
-                    while t < m {
-                        let tn = (m - t).min(4);
-                        let mut res = [0f32; 4];
-                        // SAFETY: rows `t..t + tn` exist and `wr` holds a full row.
-                        unsafe {
-                            match tn {
-                                4 => dot::<4, INT8>(wr, qa, p, &s, bpg, t, &mut res),
-                                3 => dot::<3, INT8>(wr, qa, p, &s, bpg, t, &mut res),
-                                2 => dot::<2, INT8>(wr, qa, p, &s, bpg, t, &mut res),
-                                _ => dot::<1, INT8>(wr, qa, p, &s, bpg, t, &mut res),
-                            }
+                for tile in token_tiles(m, 5 * p.cols) {
+                    for (i, r) in rows.clone().enumerate() {
+                        row_scales(scales, r * ng, &mut s);
+                        for g in 0..ng {
+                            so[g] = s[g] * offsets(r * ng + g);
                         }
-                        store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
-                        t += tn;
+                        // SAFETY: row `r` lies inside the weight data (callers assert its size).
+                        let wr = unsafe { wr0.add(r * row_bytes) };
+                        let mut t = tile.start;
+                        while t < tile.end {
+                            let tn = (tile.end - t).min(4);
+                            let mut res = [0f32; 4];
+                            // SAFETY: rows `t..t + tn` exist and `wr` holds a full row.
+                            unsafe {
+                                match tn {
+                                    4 => dot::<4, INT8>(wr, qa, p, &s, bpg, t, &mut res),
+                                    3 => dot::<3, INT8>(wr, qa, p, &s, bpg, t, &mut res),
+                                    2 => dot::<2, INT8>(wr, qa, p, &s, bpg, t, &mut res),
+                                    _ => dot::<1, INT8>(wr, qa, p, &s, bpg, t, &mut res),
+                                }
+                            }
+                            store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
+                            t += tn;
+                        }
                     }
                 }
             }

@@ -156,6 +156,13 @@ fn group_sums(q8: &Q8Acts, m: usize, cols: usize, group: usize) -> Vec<f32> {
     out
 }
 
+/// Activation rows per tile: as many as keep `bytes_per_row`-sized rows within about 32 KiB
+/// (L1), in multiples of 4, so each weight row is reused from L1/L2 across the tile.
+pub(crate) fn token_tiles(m: usize, bytes_per_row: usize) -> impl Iterator<Item = Range<usize>> {
+    let tt = ((32 << 10) / bytes_per_row.max(1) / 4 * 4).max(4);
+    (0..m).step_by(tt).map(move |t| t..(t + tt).min(m))
+}
+
 /// Raw output pointer shared by the row tasks.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
