@@ -42,6 +42,7 @@ macro_rules! by_tokens {
 }
 
 /// Writes `res[j] - Σ_g so[g] · gsum[t + j, g]` for the `tn` rows starting at `t`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn store_with_offsets(
     out: &mut [f32],
     n: usize,

@@ -174,6 +174,7 @@ macro_rules! q8_kernels {
 
             /// Rows `rows` of `W · x` for all activation rows; `INT8` picks the weight kind.
             #[target_feature(enable = $feat)]
+            #[allow(clippy::too_many_arguments)]
             pub(super) unsafe fn rows<const INT8: bool>(
                 wr0: *const u8,
                 qa: *const i8,

@@ -266,7 +266,7 @@ impl<'a> Input<'a> {
     /// Wraps `x` (`[m, cols]`), quantizing it when `mode` is `Q8`.
     pub fn new(x: &'a [f32], m: usize, cols: usize, mode: ActMode) -> Self {
         assert_eq!(x.len(), m * cols, "Input: x is not [{m}, {cols}]");
-        let q8 = (mode == ActMode::Q8 && cols % QK == 0).then(|| quantize_q8(x, m, cols));
+        let q8 = (mode == ActMode::Q8 && cols.is_multiple_of(QK)).then(|| quantize_q8(x, m, cols));
         Self {
             x,
             m,
