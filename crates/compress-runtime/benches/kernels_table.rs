@@ -1,6 +1,7 @@
 //! Noise-robust summary of the int4 kernels: best-of-N timings, implementations interleaved
 //! per round, printed as GB/s of weights and % of the stream baseline (m = 1) or GFLOP/s.
-//! Run: `cargo bench -p compress-runtime --bench kernels_table`.
+//! Run: `cargo bench -p compress-runtime --bench kernels_table` (env: `ROUNDS`, `MS=1,16`,
+//! `SPAN_MIB` (weight bytes rotated through; small values measure cache-resident compute).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -11,6 +12,15 @@ use compress_runtime::kernels::{
 };
 use half::f16;
 use rayon::prelude::*;
+
+/// Bytes of weight copies to rotate through (`SPAN_MIB`, default 256: beyond the caches).
+fn span() -> usize {
+    std::env::var("SPAN_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256usize)
+        << 20
+}
 
 const SPAN: usize = 256 << 20;
 
@@ -89,7 +99,11 @@ fn main() {
     for (rows, cols) in [(2048, 2048), (5632, 2048), (2048, 5632)] {
         for (gs, asym) in [(32, false), (128, true)] {
             let ws = weights(&buf, rows, cols, gs, asym);
-            for m in [1usize, 16, 128] {
+            let ms: Vec<usize> = match std::env::var("MS") {
+                Ok(v) => v.split(',').filter_map(|m| m.parse().ok()).collect(),
+                Err(_) => vec![1, 16, 128],
+            };
+            for &m in &ms {
                 let x: Vec<f32> = (0..m * cols)
                     .map(|_| (xorshift(&mut s) % 2001) as f32 / 1e3 - 1.0)
                     .collect();

@@ -87,7 +87,14 @@ pub(crate) unsafe fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: 
                 let tn = (tile.end - t).min(4);
                 let mut res = [0f32; 4];
                 // SAFETY: rows `t..t + tn` of the activations exist; `wr` holds a full row.
-                unsafe { by_tokens!(tn, int4_q8_dot(wr, p, &s, bpg, t, &mut res)) };
+                unsafe {
+                    match tn {
+                        4 => q8_dot::<4, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
+                        3 => q8_dot::<3, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
+                        2 => q8_dot::<2, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
+                        _ => q8_dot::<1, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
+                    }
+                };
                 store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
                 t += tn;
             }
@@ -95,10 +102,50 @@ pub(crate) unsafe fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: 
     }
 }
 
+/// Adds block `b` of the weight row (`INT8`: signed bytes, else int4 nibbles) times activation
+/// rows `j < T`, scaled by `d[j, b]` (times `scale[b]` when given), into `acc`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn int4_q8_dot<const T: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn q8_block<const T: usize, const INT8: bool>(
     wr: *const u8,
+    qa: *const i8,
+    d: *const f32,
+    cols: usize,
+    b: usize,
+    scale: Option<&f32>,
+    acc: &mut [__m256; T],
+) {
+    // SAFETY (caller): block `b` lies inside the weight row and activation rows `j < T`.
+    unsafe {
+        let nb = cols / QK;
+        let wv = if INT8 {
+            _mm256_loadu_si256(wr.add(b * QK).cast())
+        } else {
+            nibbles(wr.add(b * 16))
+        };
+        let wu = if INT8 { _mm256_sign_epi8(wv, wv) } else { wv };
+        for (j, a) in acc.iter_mut().enumerate() {
+            let x = _mm256_loadu_si256(qa.add(j * cols + b * QK).cast());
+            let x = if INT8 { _mm256_sign_epi8(x, wv) } else { x };
+            let pr = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, x), _mm256_set1_epi16(1));
+            let mut dv = _mm256_set1_ps(*d.add(j * nb + b));
+            if let Some(sc) = scale {
+                dv = _mm256_mul_ps(dv, _mm256_set1_ps(*sc));
+            }
+            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), dv, *a);
+        }
+    }
+}
+
+/// Dots of one weight row with activation rows `t0..t0 + T` (before offsets), with two
+/// independent accumulator chains (even and odd blocks) so FMA latency does not bind.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn q8_dot<const T: usize, const INT8: bool>(
+    wr: *const u8,
+    q: &[i8],
     p: &Prep,
     s: &[f32],
     bpg: usize,
@@ -106,29 +153,41 @@ unsafe fn int4_q8_dot<const T: usize>(
     res: &mut [f32; 4],
 ) {
     let (cols, nb) = (p.cols, p.cols / QK);
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); T];
-    // SAFETY (all pointer arithmetic below): blocks `b < nb` of activation rows `t0..t0 + T`
-    // lie inside `qp` / `d`, and block `b` of the weight row inside `wr..wr + cols / 2`.
-    let (qa, d) = unsafe { (p.qp.as_ptr().add(t0 * cols), p.d.as_ptr().add(t0 * nb)) };
-    for (g, &sg) in s.iter().enumerate() {
-        let mut gacc = [_mm256_setzero_ps(); T];
-        for b in g * bpg..(g + 1) * bpg {
-            let wv = unsafe { nibbles(wr.add(b * 16)) };
-            for (j, ga) in gacc.iter_mut().enumerate() {
-                let a = unsafe { _mm256_loadu_si256(qa.add(j * cols + b * QK).cast()) };
-                let pr = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, a), ones);
-                let dv = unsafe { _mm256_set1_ps(*d.add(j * nb + b)) };
-                *ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), dv, *ga);
+    let z = _mm256_setzero_ps();
+    let (mut acc0, mut acc1) = ([z; T], [z; T]);
+    // SAFETY (all calls below): blocks `b < nb` of activation rows `t0..t0 + T` lie inside
+    // `q` / `d`, and block `b` of the weight row inside `wr`.
+    let (qa, d) = unsafe { (q.as_ptr().add(t0 * cols), p.d.as_ptr().add(t0 * nb)) };
+    if bpg == 1 {
+        let mut b = 0;
+        while b + 2 <= nb {
+            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, Some(&s[b]), &mut acc0) };
+            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b + 1, Some(&s[b + 1]), &mut acc1) };
+            b += 2;
+        }
+        if b < nb {
+            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, Some(&s[b]), &mut acc0) };
+        }
+    } else {
+        for (g, &sg) in s.iter().enumerate() {
+            let (mut g0, mut g1) = ([z; T], [z; T]);
+            let (mut b, end) = (g * bpg, (g + 1) * bpg);
+            while b + 2 <= end {
+                unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, None, &mut g0) };
+                unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b + 1, None, &mut g1) };
+                b += 2;
+            }
+            if b < end {
+                unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, None, &mut g0) };
+            }
+            let sv = _mm256_set1_ps(sg);
+            for j in 0..T {
+                acc0[j] = _mm256_fmadd_ps(_mm256_add_ps(g0[j], g1[j]), sv, acc0[j]);
             }
         }
-        let sv = _mm256_set1_ps(sg);
-        for (a, ga) in acc.iter_mut().zip(gacc) {
-            *a = _mm256_fmadd_ps(ga, sv, *a);
-        }
     }
-    for (r, a) in res.iter_mut().zip(acc) {
-        *r = hsum(a);
+    for j in 0..T {
+        res[j] = hsum(_mm256_add_ps(acc0[j], acc1[j]));
     }
 }
 
@@ -230,49 +289,18 @@ pub(crate) unsafe fn int8_q8(w: &Int8Weight, p: &Prep, rows: Range<usize>, out: 
                 let tn = (tile.end - t).min(4);
                 let mut res = [0f32; 4];
                 // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
-                unsafe { by_tokens!(tn, int8_q8_dot(wr, p, &s, bpg, t, &mut res)) };
+                unsafe {
+                    match tn {
+                        4 => q8_dot::<4, true>(wr.cast::<u8>(), &p.q, p, &s, bpg, t, &mut res),
+                        3 => q8_dot::<3, true>(wr.cast::<u8>(), &p.q, p, &s, bpg, t, &mut res),
+                        2 => q8_dot::<2, true>(wr.cast::<u8>(), &p.q, p, &s, bpg, t, &mut res),
+                        _ => q8_dot::<1, true>(wr.cast::<u8>(), &p.q, p, &s, bpg, t, &mut res),
+                    }
+                };
                 store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
                 t += tn;
             }
         }
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn int8_q8_dot<const T: usize>(
-    wr: *const i8,
-    p: &Prep,
-    s: &[f32],
-    bpg: usize,
-    t0: usize,
-    res: &mut [f32; 4],
-) {
-    let (cols, nb) = (p.cols, p.cols / QK);
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); T];
-    // SAFETY (pointer arithmetic below): blocks `b < nb` of the weight row and of activation
-    // rows `t0..t0 + T` lie inside `wr` / `q` / `d`.
-    let (qa, d) = unsafe { (p.q.as_ptr().add(t0 * cols), p.d.as_ptr().add(t0 * nb)) };
-    for (g, &sg) in s.iter().enumerate() {
-        let mut gacc = [_mm256_setzero_ps(); T];
-        for b in g * bpg..(g + 1) * bpg {
-            let wv = unsafe { _mm256_loadu_si256(wr.add(b * QK).cast()) };
-            let aw = _mm256_sign_epi8(wv, wv);
-            for (j, ga) in gacc.iter_mut().enumerate() {
-                let a = unsafe { _mm256_loadu_si256(qa.add(j * cols + b * QK).cast()) };
-                let pr = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(a, wv)), ones);
-                let dv = unsafe { _mm256_set1_ps(*d.add(j * nb + b)) };
-                *ga = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), dv, *ga);
-            }
-        }
-        let sv = _mm256_set1_ps(sg);
-        for (a, ga) in acc.iter_mut().zip(gacc) {
-            *a = _mm256_fmadd_ps(ga, sv, *a);
-        }
-    }
-    for (r, a) in res.iter_mut().zip(acc) {
-        *r = hsum(a);
     }
 }
 
