@@ -291,10 +291,10 @@ pub(crate) unsafe fn int8_q8(w: &Int8Weight, p: &Prep, rows: Range<usize>, out: 
                 // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
                 unsafe {
                     match tn {
-                        4 => q8_dot::<4, true>(wr.cast::<u8>(), &p.q, p, &s, bpg, t, &mut res),
-                        3 => q8_dot::<3, true>(wr.cast::<u8>(), &p.q, p, &s, bpg, t, &mut res),
-                        2 => q8_dot::<2, true>(wr.cast::<u8>(), &p.q, p, &s, bpg, t, &mut res),
-                        _ => q8_dot::<1, true>(wr.cast::<u8>(), &p.q, p, &s, bpg, t, &mut res),
+                        4 => q8_dot::<4, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
+                        3 => q8_dot::<3, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
+                        2 => q8_dot::<2, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
+                        _ => q8_dot::<1, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
                     }
                 };
                 store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
