@@ -1,7 +1,7 @@
 //! Noise-robust summary of the int4 kernels: best-of-N timings, implementations interleaved
 //! per round, printed as GB/s of weights and % of the stream baseline (m = 1) or GFLOP/s.
 //! Run: `cargo bench -p compress-runtime --bench kernels_table` (env: `ROUNDS`, `MS=1,16`,
-//! `SPAN_MIB` (weight bytes rotated through; small values measure cache-resident compute).
+//! `SPAN_MIB`: weight bytes rotated through; small values measure cache-resident compute).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -92,7 +92,7 @@ fn main() {
     let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.available()).collect();
     let mut s = 7u64;
     let buf: Arc<Vec<u8>> = Arc::new(
-        (0..SPAN / 8)
+        (0..span() / 8)
             .flat_map(|_| xorshift(&mut s).to_le_bytes())
             .collect(),
     );
