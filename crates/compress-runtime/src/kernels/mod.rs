@@ -15,10 +15,19 @@
 //! products, which is what makes int4 decode fast. [`reference`] holds the scalar definition
 //! of every kernel; the fast paths must agree with it to float rounding.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod bytes;
+mod dispatch;
 pub mod reference;
+mod scalar;
+#[cfg(test)]
+mod tests;
 
 pub use bytes::Bytes;
+pub use dispatch::{isa, matmul_with, quantize_q8, Isa};
 use half::{bf16, f16};
 
 /// Activation block length of the quantized kernels.
@@ -215,7 +224,7 @@ impl Weight {
 
     /// `y[m, rows] = x[m, cols] · Wᵀ` for the activations in `input`.
     pub fn matmul(&self, input: &Input<'_>, y: &mut [f32]) {
-        reference::matmul(self, input, y)
+        dispatch::matmul_with(dispatch::isa(), self, input, y)
     }
 }
 
@@ -257,8 +266,7 @@ impl<'a> Input<'a> {
     /// Wraps `x` (`[m, cols]`), quantizing it when `mode` is `Q8`.
     pub fn new(x: &'a [f32], m: usize, cols: usize, mode: ActMode) -> Self {
         assert_eq!(x.len(), m * cols, "Input: x is not [{m}, {cols}]");
-        let q8 =
-            (mode == ActMode::Q8 && cols % QK == 0).then(|| reference::quantize_q8(x, m, cols));
+        let q8 = (mode == ActMode::Q8 && cols.is_multiple_of(QK)).then(|| quantize_q8(x, m, cols));
         Self {
             x,
             m,

@@ -74,7 +74,7 @@ fn dot_float(w: &FloatWeight, r: usize, x: &[f32]) -> f32 {
 #[inline]
 pub fn int4_code(w: &Int4Weight, r: usize, c: usize) -> u8 {
     let byte = w.data[r * w.cols / 2 + c / 2];
-    if c % 2 == 0 {
+    if c.is_multiple_of(2) {
         byte & 0x0f
     } else {
         byte >> 4

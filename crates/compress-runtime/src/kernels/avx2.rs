@@ -1,0 +1,486 @@
+//! x86_64 AVX2 + FMA (+ F16C) kernels: the solid path every supported x86 CPU runs. Row
+//! kernels compute rows `rows` for every activation row into `out` (`[m, rows.len()]`),
+//! handling up to four activation rows per pass over a weight row (weights are unpacked once).
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::dispatch::{row_scales, token_tiles, Prep};
+use super::{FloatDtype, FloatWeight, Int4Weight, Int8Weight, Q8Acts, QK};
+
+/// Horizontal sum of 8 lanes.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// The 32 nibbles of 16 bytes at `p` as bytes: low nibbles in lane 0, high nibbles in lane 1.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    // SAFETY (caller): `p..p + 16` is readable.
+    let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.cast()));
+    _mm256_and_si256(
+        _mm256_srlv_epi64(v, _mm256_set_epi64x(4, 4, 0, 0)),
+        _mm256_set1_epi8(15),
+    )
+}
+
+/// Calls `$f::<T>` with `T = $n` (1..=4) for the activation-row micro-kernels.
+macro_rules! by_tokens {
+    ($n:expr, $f:ident($($a:expr),*)) => {
+        match $n {
+            4 => $f::<4>($($a),*),
+            3 => $f::<3>($($a),*),
+            2 => $f::<2>($($a),*),
+            _ => $f::<1>($($a),*),
+        }
+    };
+}
+
+/// Writes `res[j] - Σ_g so[g] · gsum[t + j, g]` for the `tn` rows starting at `t`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn store_with_offsets(
+    out: &mut [f32],
+    n: usize,
+    i: usize,
+    t: usize,
+    tn: usize,
+    res: &[f32; 4],
+    so: &[f32],
+    gsum: &[f32],
+) {
+    let ng = so.len();
+    for (j, r) in res.iter().enumerate().take(tn) {
+        let off: f32 = so
+            .iter()
+            .zip(&gsum[(t + j) * ng..(t + j + 1) * ng])
+            .map(|(a, b)| a * b)
+            .sum();
+        out[(t + j) * n + i] = r - off;
+    }
+}
+
+/// Int4 weights × Q8 activations (`p.qp`: blocks reordered even/odd, matching the nibbles).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `p` must be prepared for `w`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: &mut [f32]) {
+    let (cols, n, m) = (w.cols, rows.len(), p.m);
+    let (bpg, ng) = (w.group_size / QK, cols / w.group_size);
+    assert!(w.data.len() >= w.rows * cols / 2 && p.qp.len() >= m * cols && p.gsum.len() >= m * ng);
+    let (mut s, mut so) = (vec![0f32; ng], vec![0f32; ng]);
+    for tile in token_tiles(m, cols) {
+        for (i, r) in rows.clone().enumerate() {
+            row_scales(&w.scales, r * ng, &mut s);
+            for g in 0..ng {
+                so[g] = s[g] * w.offsets.as_ref().map_or(8.0, |o| f32::from(o[r * ng + g]));
+            }
+            // SAFETY: row `r < w.rows` starts `r * cols / 2` bytes into `data` (asserted above).
+            let wr = unsafe { w.data.as_ptr().add(r * cols / 2) };
+            let mut t = tile.start;
+            while t < tile.end {
+                let tn = (tile.end - t).min(4);
+                let mut res = [0f32; 4];
+                // SAFETY: rows `t..t + tn` of the activations exist; `wr` holds a full row.
+                unsafe {
+                    match tn {
+                        4 => q8_dot::<4, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
+                        3 => q8_dot::<3, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
+                        2 => q8_dot::<2, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
+                        _ => q8_dot::<1, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
+                    }
+                };
+                store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
+                t += tn;
+            }
+        }
+    }
+}
+
+/// Adds block `b` of the weight row (`INT8`: signed bytes, else int4 nibbles) times activation
+/// rows `j < T`, scaled by `d[j, b]` (times `scale[b]` when given), into `acc`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn q8_block<const T: usize, const INT8: bool>(
+    wr: *const u8,
+    qa: *const i8,
+    d: *const f32,
+    cols: usize,
+    b: usize,
+    scale: Option<&f32>,
+    acc: &mut [__m256; T],
+) {
+    // SAFETY (caller): block `b` lies inside the weight row and activation rows `j < T`.
+    unsafe {
+        let nb = cols / QK;
+        let wv = if INT8 {
+            _mm256_loadu_si256(wr.add(b * QK).cast())
+        } else {
+            nibbles(wr.add(b * 16))
+        };
+        let wu = if INT8 { _mm256_sign_epi8(wv, wv) } else { wv };
+        for (j, a) in acc.iter_mut().enumerate() {
+            let x = _mm256_loadu_si256(qa.add(j * cols + b * QK).cast());
+            let x = if INT8 { _mm256_sign_epi8(x, wv) } else { x };
+            let pr = _mm256_madd_epi16(_mm256_maddubs_epi16(wu, x), _mm256_set1_epi16(1));
+            let mut dv = _mm256_set1_ps(*d.add(j * nb + b));
+            if let Some(sc) = scale {
+                dv = _mm256_mul_ps(dv, _mm256_set1_ps(*sc));
+            }
+            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), dv, *a);
+        }
+    }
+}
+
+/// Dots of one weight row with activation rows `t0..t0 + T` (before offsets), with two
+/// independent accumulator chains (even and odd blocks) so FMA latency does not bind.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn q8_dot<const T: usize, const INT8: bool>(
+    wr: *const u8,
+    q: &[i8],
+    p: &Prep,
+    s: &[f32],
+    bpg: usize,
+    t0: usize,
+    res: &mut [f32; 4],
+) {
+    let (cols, nb) = (p.cols, p.cols / QK);
+    let z = _mm256_setzero_ps();
+    let (mut acc0, mut acc1) = ([z; T], [z; T]);
+    // SAFETY (all calls below): blocks `b < nb` of activation rows `t0..t0 + T` lie inside
+    // `q` / `d`, and block `b` of the weight row inside `wr`.
+    let (qa, d) = unsafe { (q.as_ptr().add(t0 * cols), p.d.as_ptr().add(t0 * nb)) };
+    if bpg == 1 {
+        let mut b = 0;
+        while b + 2 <= nb {
+            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, Some(&s[b]), &mut acc0) };
+            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b + 1, Some(&s[b + 1]), &mut acc1) };
+            b += 2;
+        }
+        if b < nb {
+            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, Some(&s[b]), &mut acc0) };
+        }
+    } else {
+        for (g, &sg) in s.iter().enumerate() {
+            let (mut g0, mut g1) = ([z; T], [z; T]);
+            let (mut b, end) = (g * bpg, (g + 1) * bpg);
+            while b + 2 <= end {
+                unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, None, &mut g0) };
+                unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b + 1, None, &mut g1) };
+                b += 2;
+            }
+            if b < end {
+                unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, None, &mut g0) };
+            }
+            let sv = _mm256_set1_ps(sg);
+            for j in 0..T {
+                acc0[j] = _mm256_fmadd_ps(_mm256_add_ps(g0[j], g1[j]), sv, acc0[j]);
+            }
+        }
+    }
+    for j in 0..T {
+        res[j] = hsum(_mm256_add_ps(acc0[j], acc1[j]));
+    }
+}
+
+/// Int4 weights × f32 activations (`p.xp`: runs of 16 reordered even/odd).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `p` must be prepared for `w`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn int4_f32(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: &mut [f32]) {
+    let (cols, n, m, ng) = (w.cols, rows.len(), p.m, w.cols / w.group_size);
+    assert!(w.data.len() >= w.rows * cols / 2 && p.xp.len() >= m * cols);
+    let mut s = vec![0f32; ng];
+    let mut o = vec![8i32; ng];
+    for tile in token_tiles(m, 4 * cols) {
+        for (i, r) in rows.clone().enumerate() {
+            row_scales(&w.scales, r * ng, &mut s);
+            if let Some(offs) = &w.offsets {
+                for (d, &v) in o.iter_mut().zip(&offs[r * ng..(r + 1) * ng]) {
+                    *d = i32::from(v);
+                }
+            }
+            // SAFETY: row `r` lies inside `data` (asserted above).
+            let wr = unsafe { w.data.as_ptr().add(r * cols / 2) };
+            let mut t = tile.start;
+            while t < tile.end {
+                let tn = (tile.end - t).min(4);
+                let mut res = [0f32; 4];
+                // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
+                unsafe { by_tokens!(tn, int4_f32_dot(wr, p, &s, &o, w.group_size, t, &mut res)) };
+                for j in 0..tn {
+                    out[(t + j) * n + i] = res[j];
+                }
+                t += tn;
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn int4_f32_dot<const T: usize>(
+    wr: *const u8,
+    p: &Prep,
+    s: &[f32],
+    o: &[i32],
+    gs: usize,
+    t0: usize,
+    res: &mut [f32; 4],
+) {
+    let cols = p.cols;
+    let mask = _mm256_set1_epi32(15);
+    let mut acc = [_mm256_setzero_ps(); T];
+    // SAFETY (pointer arithmetic below): units `k < cols / 16` lie inside the weight row
+    // (8 bytes each) and inside activation rows `t0..t0 + T` of `xp` (16 floats each).
+    let xa = unsafe { p.xp.as_ptr().add(t0 * cols) };
+    for (g, (&sg, &og)) in s.iter().zip(o).enumerate() {
+        let ov = _mm256_set1_epi32(og);
+        let (mut lo_acc, mut hi_acc) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
+        for k in g * gs / 16..(g + 1) * gs / 16 {
+            let b = unsafe { _mm256_cvtepu8_epi32(_mm_loadl_epi64(wr.add(k * 8).cast())) };
+            let lo = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(b, mask), ov));
+            let hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b, 4), ov));
+            for j in 0..T {
+                let x = unsafe { xa.add(j * cols + k * 16) };
+                lo_acc[j] = _mm256_fmadd_ps(lo, unsafe { _mm256_loadu_ps(x) }, lo_acc[j]);
+                hi_acc[j] = _mm256_fmadd_ps(hi, unsafe { _mm256_loadu_ps(x.add(8)) }, hi_acc[j]);
+            }
+        }
+        let sv = _mm256_set1_ps(sg);
+        for j in 0..T {
+            acc[j] = _mm256_fmadd_ps(_mm256_add_ps(lo_acc[j], hi_acc[j]), sv, acc[j]);
+        }
+    }
+    for (r, a) in res.iter_mut().zip(acc) {
+        *r = hsum(a);
+    }
+}
+
+/// Int8 weights × Q8 activations (ggml's q8_0 × q8_0 sign trick).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; `p` must be prepared for `w`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn int8_q8(w: &Int8Weight, p: &Prep, rows: Range<usize>, out: &mut [f32]) {
+    let (cols, n, m) = (w.cols, rows.len(), p.m);
+    let (bpg, ng) = (w.group_size / QK, cols / w.group_size);
+    assert!(w.data.len() >= w.rows * cols && p.q.len() >= m * cols && p.gsum.len() >= m * ng);
+    let (mut s, mut so) = (vec![0f32; ng], vec![0f32; ng]);
+    for tile in token_tiles(m, cols) {
+        for (i, r) in rows.clone().enumerate() {
+            row_scales(&w.scales, r * ng, &mut s);
+            for g in 0..ng {
+                so[g] = s[g] * w.zeros.as_ref().map_or(0.0, |z| f32::from(z[r * ng + g]));
+            }
+            // SAFETY: row `r` lies inside `data` (asserted above).
+            let wr = unsafe { w.data.as_ptr().add(r * cols) };
+            let mut t = tile.start;
+            while t < tile.end {
+                let tn = (tile.end - t).min(4);
+                let mut res = [0f32; 4];
+                // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
+                unsafe {
+                    match tn {
+                        4 => q8_dot::<4, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
+                        3 => q8_dot::<3, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
+                        2 => q8_dot::<2, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
+                        _ => q8_dot::<1, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
+                    }
+                };
+                store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
+                t += tn;
+            }
+        }
+    }
+}
+
+/// Int8 weights × f32 activations.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn int8_f32(w: &Int8Weight, p: &Prep, rows: Range<usize>, out: &mut [f32]) {
+    let (cols, n, m, gs, ng) = (w.cols, rows.len(), p.m, w.group_size, w.cols / w.group_size);
+    assert!(w.data.len() >= w.rows * cols && p.x.len() >= m * cols);
+    let mut s = vec![0f32; ng];
+    for (i, r) in rows.enumerate() {
+        row_scales(&w.scales, r * ng, &mut s);
+        // SAFETY: row `r` lies inside `data` (asserted above).
+        let wr = unsafe { w.data.as_ptr().add(r * cols) };
+        for t in 0..m {
+            // SAFETY: activation row `t` lies inside `x`.
+            let x = unsafe { p.x.as_ptr().add(t * cols) };
+            let mut acc = _mm256_setzero_ps();
+            for g in 0..ng {
+                let zv =
+                    _mm256_set1_epi32(w.zeros.as_ref().map_or(0, |z| i32::from(z[r * ng + g])));
+                let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for k in (g * gs..(g + 1) * gs).step_by(16) {
+                    // SAFETY: `k + 16 <= cols` (group sizes are multiples of 32).
+                    unsafe {
+                        let w0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(wr.add(k).cast()));
+                        let w1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64(wr.add(k + 8).cast()));
+                        let w0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(w0, zv));
+                        let w1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(w1, zv));
+                        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x.add(k)), a0);
+                        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x.add(k + 8)), a1);
+                    }
+                }
+                acc = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(s[g]), acc);
+            }
+            out[t * n + i] = hsum(acc);
+        }
+    }
+}
+
+/// Eight weights at element `i` of `p` (dtype `D`: 0 f32, 1 f16, 2 bf16) as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load8<const D: u8>(p: *const u8, i: usize) -> __m256 {
+    // SAFETY (caller): elements `i..i + 8` are readable.
+    unsafe {
+        match D {
+            0 => _mm256_loadu_ps(p.add(4 * i).cast()),
+            1 => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i).cast())),
+            _ => _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * i).cast())),
+                16,
+            )),
+        }
+    }
+}
+
+/// Float weights × f32 activations.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn float(w: &FloatWeight, p: &Prep, rows: Range<usize>, out: &mut [f32]) {
+    // SAFETY: same features as this function.
+    unsafe {
+        match w.dtype {
+            FloatDtype::F32 => float_d::<0>(w, p, rows, out),
+            FloatDtype::F16 => float_d::<1>(w, p, rows, out),
+            FloatDtype::Bf16 => float_d::<2>(w, p, rows, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn float_d<const D: u8>(w: &FloatWeight, p: &Prep, rows: Range<usize>, out: &mut [f32]) {
+    let (cols, n, m) = (w.cols, rows.len(), p.m);
+    assert!(w.data.len() >= w.rows * cols * w.dtype.size() && p.x.len() >= m * cols);
+    let main = cols / 8 * 8;
+    for (i, r) in rows.enumerate() {
+        // SAFETY: element `r * cols` starts row `r` inside `data` (asserted above).
+        let base = unsafe { w.data.as_ptr().add(r * cols * w.dtype.size()) };
+        let mut t = 0;
+        while t < m {
+            let tn = (m - t).min(4);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for c in (0..main).step_by(8) {
+                // SAFETY: `c + 8 <= cols`; activation rows `t..t + tn` exist.
+                unsafe {
+                    let wv = load8::<D>(base, c);
+                    for (j, a) in acc.iter_mut().enumerate().take(tn) {
+                        *a = _mm256_fmadd_ps(
+                            wv,
+                            _mm256_loadu_ps(p.x.as_ptr().add((t + j) * cols + c)),
+                            *a,
+                        );
+                    }
+                }
+            }
+            for j in 0..tn {
+                let x = &p.x[(t + j) * cols..(t + j + 1) * cols];
+                let tail: f32 = (main..cols).map(|c| w.get(r, c) * x[c]).sum();
+                out[(t + j) * n + i] = hsum(acc[j]) + tail;
+            }
+            t += tn;
+        }
+    }
+}
+
+/// Vectorized [`super::reference::quantize_q8`]: identical codes, scales and sums.
+pub(crate) fn quantize_q8(x: &[f32], m: usize, cols: usize) -> Q8Acts {
+    assert_eq!(
+        cols % QK,
+        0,
+        "quantize_q8: cols {cols} is not a multiple of {QK}"
+    );
+    assert_eq!(x.len(), m * cols, "quantize_q8: x is not [{m}, {cols}]");
+    let nb = m * cols / QK;
+    let mut out = Q8Acts {
+        q: vec![0; m * cols],
+        d: vec![0.0; nb],
+        sums: vec![0.0; nb],
+    };
+    for (((xb, qb), d), s) in x
+        .chunks_exact(QK)
+        .zip(out.q.chunks_exact_mut(QK))
+        .zip(&mut out.d)
+        .zip(&mut out.sums)
+    {
+        // SAFETY: the dispatcher calls this only when AVX2 is available; `xb`/`qb` are 32 long.
+        unsafe { quantize_block(xb, qb, d, s) };
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_block(xb: &[f32], qb: &mut [i8], d_out: &mut f32, s_out: &mut f32) {
+    // SAFETY: `xb` and `qb` hold 32 elements (callers pass `chunks_exact(32)`).
+    unsafe {
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let v = [0, 8, 16, 24].map(|k| _mm256_loadu_ps(xb.as_ptr().add(k)));
+        let mx = _mm256_max_ps(
+            _mm256_max_ps(_mm256_and_ps(v[0], abs), _mm256_and_ps(v[1], abs)),
+            _mm256_max_ps(_mm256_and_ps(v[2], abs), _mm256_and_ps(v[3], abs)),
+        );
+        let h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        let amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+        let sign = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+        // Round half away from zero exactly: truncate, then step away from zero when the
+        // (exact) remainder is at least one half.
+        let q = v.map(|vi| {
+            let t = _mm256_mul_ps(vi, id);
+            let tr = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            let big = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(t, tr), abs), half, _CMP_GE_OQ);
+            let step = _mm256_and_ps(big, _mm256_or_ps(_mm256_and_ps(t, sign), one));
+            let q = _mm256_cvttps_epi32(_mm256_add_ps(tr, step));
+            _mm256_max_epi32(
+                _mm256_min_epi32(q, _mm256_set1_epi32(127)),
+                _mm256_set1_epi32(-128),
+            )
+        });
+        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s4 = _mm_add_epi32(
+            _mm256_castsi256_si128(sum),
+            _mm256_extracti128_si256(sum, 1),
+        );
+        let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
+        let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b10_11_00_01));
+        let packed = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let packed = _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(qb.as_mut_ptr().cast(), packed);
+        *d_out = d;
+        *s_out = d * _mm_cvtsi128_si32(s4) as f32;
+    }
+}
