@@ -59,7 +59,7 @@ pub fn stream_read_bandwidth() -> f64 {
     let mut best = 0f64;
     for _ in 0..3 {
         let t = Instant::now();
-        let s: f32 = data.par_chunks(chunk.max(1)).map(|c| sum8(c)).sum();
+        let s: f32 = data.par_chunks(chunk.max(1)).map(sum8).sum();
         let secs = t.elapsed().as_secs_f64();
         std::hint::black_box(s);
         best = best.max((data.len() * 4) as f64 / secs);
