@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build llama.cpp's CPU tools (llama-perplexity, llama-quantize, llama-simple, llama-tokenize,
-# llama-bench, and our llama-logits) from the source vendored in the PyPI llama-cpp-python sdist, into
-# target/llama.cpp/ (ignored by git, so a second run reuses the build).
+# llama-bench, llama-batched-bench, and our llama-logits) from the source vendored in the PyPI
+# llama-cpp-python sdist, into target/llama.cpp/ (ignored by git, so a second run reuses the build).
 # Needs: cmake and ninja (PyPI wheels, installed into .venv if missing), gcc/g++.
 # Usage: bash tests/interop/build_llama_cpp.sh     prints the bin dir on its last line.
 set -euo pipefail
@@ -12,7 +12,7 @@ url=https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c
 work="$root/target/llama.cpp"
 src="$work/llama_cpp_python-$version/vendor/llama.cpp"
 build="$work/build-$version"
-targets=(llama-perplexity llama-quantize llama-simple llama-tokenize llama-bench)
+targets=(llama-perplexity llama-quantize llama-simple llama-tokenize llama-bench llama-batched-bench)
 
 mkdir -p "$work"
 if [ ! -d "$src" ]; then

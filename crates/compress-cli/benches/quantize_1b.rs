@@ -6,7 +6,8 @@
 //!
 //! `cargo bench -p compress-cli --bench quantize_1b` (the model, ~2.2 GB, is made once under
 //! target/bench-models). `COMPRESS_BENCH_CALIB=N` sets the calibration sequences (default 16
-//! × 512 tokens); `COMPRESS_BENCH_DEVICE` passes `--device`.
+//! × 512 tokens); `COMPRESS_BENCH_DEVICE` passes `--device`. `-- --model-only` only writes the
+//! model (bench/vs_llama_cpp.sh runs the runtime on it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,6 +118,10 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-models");
     let model = root.join("llama-1.1b-random");
     make_model(&model);
+    if std::env::args().any(|a| a == "--model-only") {
+        println!("{}", model.display());
+        return;
+    }
     let n_calib: usize = std::env::var("COMPRESS_BENCH_CALIB")
         .ok()
         .and_then(|v| v.parse().ok())

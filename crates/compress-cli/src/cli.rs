@@ -122,6 +122,10 @@ pub struct ExportArgs {
     /// Storage of the 2-D weights: f32, f16, q8_0 or q4_0 (norms stay f32).
     #[arg(long = "type", value_name = "TYPE", default_value = "f16")]
     pub ty: String,
+    /// Storage of output.weight (lm_head) if it should differ from --type, e.g. f16 to keep a
+    /// float head as it is (llama-quantize's --output-tensor-type).
+    #[arg(long, value_name = "TYPE")]
+    pub output_type: Option<String>,
     /// Output file.
     #[arg(long)]
     pub out: PathBuf,

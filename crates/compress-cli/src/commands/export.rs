@@ -35,6 +35,13 @@ struct ExportJson {
 pub fn run(a: ExportArgs, common: &Common) -> Result<()> {
     let ty = ExportType::from_name(&a.ty)
         .with_context(|| format!("--type {}: expected f32, f16, q8_0 or q4_0", a.ty))?;
+    let output_ty = match &a.output_type {
+        Some(t) => Some(
+            ExportType::from_name(t)
+                .with_context(|| format!("--output-type {t}: expected f32, f16, q8_0 or q4_0"))?,
+        ),
+        None => None,
+    };
     if a.out.is_dir() {
         anyhow::bail!(
             "--out {} is a directory; give a file path such as model.gguf",
@@ -59,6 +66,7 @@ pub fn run(a: ExportArgs, common: &Common) -> Result<()> {
     }
     let opts = ExportOptions {
         ty,
+        output_ty,
         allow_requantize: a.allow_requantize,
         tokenizer: a.tokenizer.clone(),
         name: a.name.clone(),

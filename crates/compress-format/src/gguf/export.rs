@@ -99,6 +99,8 @@ impl ExportType {
 pub struct ExportOptions {
     /// Storage of the 2-D tensors.
     pub ty: ExportType,
+    /// Storage of `output.weight` (llama-quantize's `--output-tensor-type`); default `ty`.
+    pub output_ty: Option<ExportType>,
     /// Allow dequantizing a packed layer and quantizing it again to a different block format.
     pub allow_requantize: bool,
     /// `tokenizer.json` to embed (default: the model directory's).
@@ -112,6 +114,7 @@ impl ExportOptions {
     pub fn new(ty: ExportType) -> Self {
         ExportOptions {
             ty,
+            output_ty: None,
             allow_requantize: false,
             tokenizer: None,
             name: None,
@@ -320,7 +323,9 @@ pub fn export_gguf(
             ));
         }
         let ne: Vec<usize> = shape.iter().rev().copied().collect();
-        let mut ty = if plan.two_d() {
+        let mut ty = if plan.gguf == "output.weight" {
+            opts.output_ty.unwrap_or(opts.ty).ggml()
+        } else if plan.two_d() {
             opts.ty.ggml()
         } else {
             GgmlType::F32

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The runtime against llama.cpp on the same weights, side by side in one run.
+#
+# Model: a random-weight model of TinyLlama-1.1B's shapes (made once by the quantize_1b bench),
+# quantized by `compress quantize --bits 4 --group-size 32 --symmetric` (int4, groups of 32,
+# symmetric: exactly ggml's Q4_0 grid), then exported with `compress export --type q4_0
+# --output-type f16`: every quantized linear keeps its codes and scales (no requantizing) and
+# lm_head stays 16-bit in both engines, so both read the same bytes per token.
+#
+# Measured, with the same thread count:
+#   llama.cpp  llama-bench -p PROMPT -n GEN            (prompt and decode tokens/s, one sequence)
+#              llama-batched-bench -npp PROMPT -ntg GEN -npl 1,CONC   (S_PP, S_TG)
+#   compress   compress bench --prompt-len PROMPT --gen-len GEN --concurrency 1,CONC
+# and printed as ratios compress / llama.cpp (> 1: compress is faster).
+#
+# Usage: bash bench/vs_llama_cpp.sh [THREADS] [PROMPT] [GEN] [CONC]   (defaults: nproc 512 128 16)
+# Results: target/bench-vs-llama-cpp/{llama_bench.json,batched.jsonl,compress.json,summary.json}
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+threads=${1:-$(nproc)}
+prompt=${2:-512}
+gen=${3:-128}
+conc=${4:-16}
+out=target/bench-vs-llama-cpp
+mkdir -p "$out"
+
+bin=$(bash tests/interop/build_llama_cpp.sh | tail -n 1)
+cargo build --release -q -p compress-cli
+compress() { target/release/compress "$@"; }
+model=$(cargo bench -q -p compress-cli --bench quantize_1b -- --model-only | tail -n 1)
+w4="$out/w4g32-sym"
+if [ ! -f "$w4/config.json" ]; then
+    compress quantize -q --model "$model" --out "$w4" --bits 4 --group-size 32 --symmetric --overwrite
+fi
+gguf="$out/w4g32-sym.q4_0.gguf"
+if [ ! -f "$gguf" ]; then
+    # The random model has no tokenizer; the demo's fills the GGUF vocab (padding beyond it).
+    compress export -q --model "$w4" --type q4_0 --output-type f16 \
+        --tokenizer examples/models/demo/tokenizer.json --out "$gguf" --overwrite
+fi
+
+echo "== llama-bench (threads $threads)"
+"$bin/llama-bench" -m "$gguf" -t "$threads" -p "$prompt" -n "$gen" -r 2 -o json > "$out/llama_bench.json"
+echo "== llama-batched-bench (threads $threads, 1 and $conc sequences)"
+"$bin/llama-batched-bench" -m "$gguf" -t "$threads" -tb "$threads" -c $(((prompt + gen) * conc)) \
+    -b 2048 -ub 512 -npp "$prompt" -ntg "$gen" -npl "1,$conc" --output-format jsonl 2> "$out/batched.log" \
+    | grep '^{' > "$out/batched.jsonl"
+echo "== compress bench (threads $threads)"
+compress --threads "$threads" bench --model "$w4" --prompt-len "$prompt" --gen-len "$gen" \
+    --concurrency "1,$conc" --json > "$out/compress.json"
+
+python3 - "$out" "$conc" <<'EOF'
+import json, sys
+out, conc = sys.argv[1], int(sys.argv[2])
+lb = json.load(open(f"{out}/llama_bench.json"))
+pp = next(r["avg_ts"] for r in lb if r["n_prompt"] > 0 and r["n_gen"] == 0)
+tg = next(r["avg_ts"] for r in lb if r["n_gen"] > 0 and r["n_prompt"] == 0)
+bb = {r["pl"]: r for r in map(json.loads, open(f"{out}/batched.jsonl"))}
+ours = json.load(open(f"{out}/compress.json"))
+runs = {r["concurrency"]: r for r in ours["runs"]}
+rows = [
+    ("prompt tok/s, 1 seq (llama-bench pp)", runs[1]["prompt_tokens_per_s"], pp),
+    ("decode tok/s, 1 seq (llama-bench tg)", runs[1]["decode_tokens_per_s"], tg),
+    (f"prompt tok/s, {conc} seqs (batched S_PP)", runs[conc]["prompt_tokens_per_s"], bb[conc]["speed_pp"]),
+    (f"decode tok/s, {conc} seqs (batched S_TG)", runs[conc]["decode_tokens_per_s"], bb[conc]["speed_tg"]),
+]
+roof = ours["roofline_decode_tokens_per_s"]
+print(f"read bandwidth {ours['read_bandwidth_gb_s']:.1f} GB/s, "
+      f"{ours['weight_bytes_per_token'] / 1e6:.0f} MB weights per token: roofline {roof:.1f} tok/s")
+print(f"{'':44} {'compress':>10} {'llama.cpp':>10} {'ratio':>7}")
+for name, a, b in rows:
+    print(f"{name:44} {a:10.2f} {b:10.2f} {a / b:7.2f}")
+print(f"decode, 1 seq: compress at {runs[1]['decode_tokens_per_s'] / roof:.0%} of roofline, "
+      f"llama.cpp at {tg / roof:.0%}")
+json.dump({"rows": [{"metric": n, "compress": a, "llama_cpp": b, "ratio": a / b} for n, a, b in rows],
+           "roofline_decode_tokens_per_s": roof}, open(f"{out}/summary.json", "w"), indent=1)
+EOF
