@@ -357,3 +357,55 @@ fn quantize_calibration_errors() {
     );
     assert!(!out.exists(), "no partial output");
 }
+
+/// `compress generate` (the runtime loader and request checks) and `compress bench`.
+#[test]
+fn runtime_generate_and_bench_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    let ms = m.to_str().unwrap();
+    let generate = |extra: &[&'static str]| {
+        let mut args = vec!["generate", "--model", ms, "--max-tokens", "3"];
+        args.extend_from_slice(extra);
+        args
+    };
+    fails_with(&generate(&["--prompt-ids", "1,2,99999"]), "99999");
+    fails_with(&generate(&["--prompt", "hi"]), "tokenizer.json");
+    fails_with(
+        &generate(&["--prompt-ids", "1", "--device", "cuda:0"]),
+        "--engine burn",
+    );
+    let long: Vec<String> = (0..2048).map(|i| (i % 500).to_string()).collect();
+    let long = long.join(",");
+    let mut args = generate(&[]);
+    args.extend(["--prompt-ids", &long]);
+    fails_with(&args, "context");
+    fails_with(
+        &["bench", "--model", ms, "--concurrency", "0"],
+        "--concurrency",
+    );
+    fails_with(
+        &[
+            "bench",
+            "--model",
+            ms,
+            "--prompt-len",
+            "4000",
+            "--gen-len",
+            "8",
+        ],
+        "context",
+    );
+    rewrite(&m, |t| {
+        t.retain(|t| t.name != "model.layers.1.mlp.up_proj.weight")
+    });
+    fails_with(
+        &generate(&["--prompt-ids", "1"]),
+        "model.layers.1.mlp.up_proj.weight",
+    );
+    let st = m.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(&generate(&["--prompt-ids", "1"]), "model.safetensors");
+    fails_with(&["bench", "--model", ms], "model.safetensors");
+}

@@ -101,7 +101,9 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
             } else {
                 model.config.eos_token_ids.clone()
             };
-            let blocks = (prompt.len() + a.max_tokens).div_ceil(compress_runtime::kv::BLOCK_SIZE);
+            // Generation stops at the model's context, so the cache never needs more.
+            let longest = (prompt.len() + a.max_tokens).min(model.config.max_position_embeddings);
+            let blocks = longest.div_ceil(compress_runtime::kv::BLOCK_SIZE);
             let engine_cfg = EngineConfig {
                 act_mode: act_mode(a.activations),
                 ..EngineConfig::with_blocks(blocks)
