@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::dispatch::{row_scales, token_tiles, Prep};
-use super::{FloatDtype, FloatWeight, Int4Weight, Int8Weight, Q8Acts, QK};
+use super::{FloatDtype, FloatWeight, Int4Weight, Int8Weight, Q8Acts, Scales, QK};
 
 /// Horizontal sum of 8 lanes.
 #[target_feature(enable = "avx2,fma")]
@@ -42,8 +42,12 @@ macro_rules! by_tokens {
 }
 
 /// Writes `res[j] - Σ_g so[g] · gsum[t + j, g]` for the `tn` rows starting at `t`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn store_with_offsets(
+pub(crate) unsafe fn store_with_offsets(
     out: &mut [f32],
     n: usize,
     i: usize,
@@ -55,12 +59,78 @@ pub(crate) fn store_with_offsets(
 ) {
     let ng = so.len();
     for (j, r) in res.iter().enumerate().take(tn) {
-        let off: f32 = so
-            .iter()
-            .zip(&gsum[(t + j) * ng..(t + j + 1) * ng])
-            .map(|(a, b)| a * b)
-            .sum();
+        // SAFETY: the caller runs on an AVX2 + FMA CPU.
+        let off = unsafe { dot(so, &gsum[(t + j) * ng..(t + j + 1) * ng]) };
         out[(t + j) * n + i] = r - off;
+    }
+}
+
+/// `Σ a·b` over the shorter slice, 8 lanes at a time.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let mut acc = _mm256_setzero_ps();
+    let mut k = 0;
+    while k + 8 <= n {
+        // SAFETY: `k + 8 <= n` elements of both slices.
+        unsafe {
+            acc = _mm256_fmadd_ps(
+                _mm256_loadu_ps(a.as_ptr().add(k)),
+                _mm256_loadu_ps(b.as_ptr().add(k)),
+                acc,
+            );
+        }
+        k += 8;
+    }
+    let mut s = hsum(acc);
+    for j in k..n {
+        s += a[j] * b[j];
+    }
+    s
+}
+
+/// [`row_scales`] with F16C conversions: scales `start..start + out.len()` as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(crate) unsafe fn row_scales_f16c(s: &Scales, start: usize, out: &mut [f32]) {
+    let n = out.len();
+    let halves = match s {
+        Scales::F16(v) => &v[start..start + n],
+        _ => return row_scales(s, start, out),
+    };
+    let mut k = 0;
+    while k + 8 <= n {
+        // SAFETY: `k + 8 <= n` elements of `halves` (8 × 2 bytes) and of `out`.
+        unsafe {
+            let h = _mm_loadu_si128(halves.as_ptr().add(k).cast());
+            _mm256_storeu_ps(out.as_mut_ptr().add(k), _mm256_cvtph_ps(h));
+        }
+        k += 8;
+    }
+    for j in k..n {
+        out[j] = halves[j].to_f32();
+    }
+}
+
+/// Per-group `scale · offset` of one row (`offset` 8 + zero point, or 8 when symmetric).
+pub(crate) fn scaled_offsets(s: &[f32], offsets: Option<&[u8]>, so: &mut [f32]) {
+    match offsets {
+        Some(o) => so
+            .iter_mut()
+            .zip(s.iter().zip(o))
+            .for_each(|(d, (s, &o))| *d = s * f32::from(o)),
+        None => so.iter_mut().zip(s).for_each(|(d, s)| *d = s * 8.0),
+    }
+}
+
+/// Asks for the `bytes` at `p` to be brought into the caches (no fault if out of bounds).
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn prefetch(p: *const u8, bytes: usize) {
+    for k in (0..bytes).step_by(64) {
+        // Prefetching never faults; `wrapping_add` keeps the pointer math defined.
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(k).cast());
     }
 }
 
@@ -76,12 +146,15 @@ pub(crate) unsafe fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: 
     let (mut s, mut so) = (vec![0f32; ng], vec![0f32; ng]);
     for tile in token_tiles(m, cols) {
         for (i, r) in rows.clone().enumerate() {
-            row_scales(&w.scales, r * ng, &mut s);
-            for g in 0..ng {
-                so[g] = s[g] * w.offsets.as_ref().map_or(8.0, |o| f32::from(o[r * ng + g]));
-            }
+            // SAFETY: this CPU has AVX2 + F16C (the caller's contract).
+            unsafe { row_scales_f16c(&w.scales, r * ng, &mut s) };
+            let offs = w.offsets.as_ref().map(|o| &o[r * ng..(r + 1) * ng]);
+            scaled_offsets(&s, offs, &mut so);
             // SAFETY: row `r < w.rows` starts `r * cols / 2` bytes into `data` (asserted above).
             let wr = unsafe { w.data.as_ptr().add(r * cols / 2) };
+            // Two rows ahead: decode streams the weights once, so keep the loads in flight.
+            // SAFETY: prefetching never faults.
+            unsafe { prefetch(wr.wrapping_add(cols), cols / 2) };
             let mut t = tile.start;
             while t < tile.end {
                 let tn = (tile.end - t).min(4);
@@ -95,7 +168,8 @@ pub(crate) unsafe fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: 
                         _ => q8_dot::<1, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
                     }
                 };
-                store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
+                // SAFETY: AVX2 + FMA (the caller's contract).
+                unsafe { store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum) };
                 t += tn;
             }
         }
@@ -297,7 +371,8 @@ pub(crate) unsafe fn int8_q8(w: &Int8Weight, p: &Prep, rows: Range<usize>, out: 
                         _ => q8_dot::<1, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
                     }
                 };
-                store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum);
+                // SAFETY: AVX2 + FMA (the caller's contract).
+                unsafe { store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum) };
                 t += tn;
             }
         }
