@@ -144,6 +144,7 @@ pub(crate) unsafe fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: 
     let (bpg, ng) = (w.group_size / QK, cols / w.group_size);
     assert!(w.data.len() >= w.rows * cols / 2 && p.qp.len() >= m * cols && p.gsum.len() >= m * ng);
     let (mut s, mut so) = (vec![0f32; ng], vec![0f32; ng]);
+    let mut sd = vec![0f32; 4 * (cols / QK)];
     for tile in token_tiles(m, cols) {
         for (i, r) in rows.clone().enumerate() {
             // SAFETY: this CPU has AVX2 + F16C (the caller's contract).
@@ -162,10 +163,10 @@ pub(crate) unsafe fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: 
                 // SAFETY: rows `t..t + tn` of the activations exist; `wr` holds a full row.
                 unsafe {
                     match tn {
-                        4 => q8_dot::<4, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
-                        3 => q8_dot::<3, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
-                        2 => q8_dot::<2, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
-                        _ => q8_dot::<1, false>(wr, &p.qp, p, &s, bpg, t, &mut res),
+                        4 => q8_dot::<4, false>(wr, &p.qp, p, &s, &mut sd, bpg, t, &mut res),
+                        3 => q8_dot::<3, false>(wr, &p.qp, p, &s, &mut sd, bpg, t, &mut res),
+                        2 => q8_dot::<2, false>(wr, &p.qp, p, &s, &mut sd, bpg, t, &mut res),
+                        _ => q8_dot::<1, false>(wr, &p.qp, p, &s, &mut sd, bpg, t, &mut res),
                     }
                 };
                 // SAFETY: AVX2 + FMA (the caller's contract).
@@ -222,6 +223,7 @@ unsafe fn q8_dot<const T: usize, const INT8: bool>(
     q: &[i8],
     p: &Prep,
     s: &[f32],
+    sd: &mut [f32],
     bpg: usize,
     t0: usize,
     res: &mut [f32; 4],
@@ -233,14 +235,23 @@ unsafe fn q8_dot<const T: usize, const INT8: bool>(
     // `q` / `d`, and block `b` of the weight row inside `wr`.
     let (qa, d) = unsafe { (q.as_ptr().add(t0 * cols), p.d.as_ptr().add(t0 * nb)) };
     if bpg == 1 {
+        // One weight scale per block: fold it into the activation scales once per pass
+        // (vectorized) rather than per block and token in the inner loop.
+        let sd = &mut sd[..T * nb];
+        for (sdj, dj) in sd.chunks_exact_mut(nb).zip(p.d[t0 * nb..].chunks_exact(nb)) {
+            sdj.iter_mut()
+                .zip(dj.iter().zip(s))
+                .for_each(|(o, (d, s))| *o = d * s);
+        }
+        let d = sd.as_ptr();
         let mut b = 0;
         while b + 2 <= nb {
-            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, Some(&s[b]), &mut acc0) };
-            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b + 1, Some(&s[b + 1]), &mut acc1) };
+            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, None, &mut acc0) };
+            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b + 1, None, &mut acc1) };
             b += 2;
         }
         if b < nb {
-            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, Some(&s[b]), &mut acc0) };
+            unsafe { q8_block::<T, INT8>(wr, qa, d, cols, b, None, &mut acc0) };
         }
     } else {
         for (g, &sg) in s.iter().enumerate() {
@@ -350,14 +361,22 @@ pub(crate) unsafe fn int8_q8(w: &Int8Weight, p: &Prep, rows: Range<usize>, out: 
     let (bpg, ng) = (w.group_size / QK, cols / w.group_size);
     assert!(w.data.len() >= w.rows * cols && p.q.len() >= m * cols && p.gsum.len() >= m * ng);
     let (mut s, mut so) = (vec![0f32; ng], vec![0f32; ng]);
+    let mut sd = vec![0f32; 4 * (cols / QK)];
     for tile in token_tiles(m, cols) {
         for (i, r) in rows.clone().enumerate() {
-            row_scales(&w.scales, r * ng, &mut s);
-            for g in 0..ng {
-                so[g] = s[g] * w.zeros.as_ref().map_or(0.0, |z| f32::from(z[r * ng + g]));
+            // SAFETY: this CPU has AVX2 + F16C (the caller's contract).
+            unsafe { row_scales_f16c(&w.scales, r * ng, &mut s) };
+            match &w.zeros {
+                Some(z) => so
+                    .iter_mut()
+                    .zip(s.iter().zip(&z[r * ng..(r + 1) * ng]))
+                    .for_each(|(o, (s, &z))| *o = s * f32::from(z)),
+                None => so.fill(0.0),
             }
             // SAFETY: row `r` lies inside `data` (asserted above).
             let wr = unsafe { w.data.as_ptr().add(r * cols) };
+            // SAFETY: prefetching never faults.
+            unsafe { prefetch(wr.wrapping_add(2 * cols).cast(), cols) };
             let mut t = tile.start;
             while t < tile.end {
                 let tn = (tile.end - t).min(4);
@@ -365,10 +384,46 @@ pub(crate) unsafe fn int8_q8(w: &Int8Weight, p: &Prep, rows: Range<usize>, out: 
                 // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
                 unsafe {
                     match tn {
-                        4 => q8_dot::<4, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
-                        3 => q8_dot::<3, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
-                        2 => q8_dot::<2, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
-                        _ => q8_dot::<1, true>(wr.cast::<u8>(), p.q, p, &s, bpg, t, &mut res),
+                        4 => q8_dot::<4, true>(
+                            wr.cast::<u8>(),
+                            p.q,
+                            p,
+                            &s,
+                            &mut sd,
+                            bpg,
+                            t,
+                            &mut res,
+                        ),
+                        3 => q8_dot::<3, true>(
+                            wr.cast::<u8>(),
+                            p.q,
+                            p,
+                            &s,
+                            &mut sd,
+                            bpg,
+                            t,
+                            &mut res,
+                        ),
+                        2 => q8_dot::<2, true>(
+                            wr.cast::<u8>(),
+                            p.q,
+                            p,
+                            &s,
+                            &mut sd,
+                            bpg,
+                            t,
+                            &mut res,
+                        ),
+                        _ => q8_dot::<1, true>(
+                            wr.cast::<u8>(),
+                            p.q,
+                            p,
+                            &s,
+                            &mut sd,
+                            bpg,
+                            t,
+                            &mut res,
+                        ),
                     }
                 };
                 // SAFETY: AVX2 + FMA (the caller's contract).
