@@ -27,9 +27,11 @@ pub fn act_mode(a: Activations) -> ActMode {
     }
 }
 
-/// Prints tokens as text as they arrive (whole UTF-8 characters only).
+/// Prints the prompt, then tokens as text as they arrive (whole UTF-8 characters only).
 struct Printer<'a> {
     tokenizer: Option<&'a Tokenizer>,
+    /// The prompt text, printed with the first token (so a load error comes first, alone).
+    prompt: Option<String>,
     so_far: Vec<u32>,
     printed: String,
 }
@@ -37,6 +39,9 @@ struct Printer<'a> {
 impl Printer<'_> {
     fn push(&mut self, t: u32) {
         let Some(tok) = self.tokenizer else { return };
+        if let Some(p) = self.prompt.take() {
+            print!("{p}");
+        }
         self.so_far.push(t);
         if let Ok(text) = tok.decode(&self.so_far) {
             if text.len() > self.printed.len() && text.starts_with(&self.printed) {
@@ -70,11 +75,9 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
     };
     cfg.validate()?;
     let stream = !a.json && tokenizer.is_some();
-    if stream {
-        print!("{}", a.prompt.clone().unwrap_or_default());
-    }
     let mut printer = Printer {
         tokenizer: stream.then_some(()).and(tokenizer.as_ref()),
+        prompt: Some(a.prompt.clone().unwrap_or_default()),
         so_far: Vec::new(),
         printed: String::new(),
     };
@@ -135,7 +138,7 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
             .as_deref()
             .and_then(|t| t.strip_prefix(printer.printed.as_str()))
             .unwrap_or("");
-        println!("{rest}");
+        println!("{}{rest}", printer.prompt.take().unwrap_or_default());
     } else {
         let ids: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
         println!("{}", ids.join(","));

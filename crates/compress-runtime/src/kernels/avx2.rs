@@ -5,6 +5,8 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+use half::slice::HalfFloatSliceExt;
+
 use super::dispatch::{row_scales, token_tiles, Prep};
 use super::{FloatDtype, FloatWeight, Int4Weight, Int8Weight, Q8Acts, Scales, QK};
 
@@ -95,21 +97,28 @@ unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub(crate) unsafe fn row_scales_f16c(s: &Scales, start: usize, out: &mut [f32]) {
     let n = out.len();
-    let halves = match s {
-        Scales::F16(v) => &v[start..start + n],
-        _ => return row_scales(s, start, out),
+    let (bits, is_f16): (&[u16], bool) = match s {
+        Scales::F16(v) => (v[start..start + n].reinterpret_cast(), true),
+        Scales::Bf16(v) => (v[start..start + n].reinterpret_cast(), false),
+        Scales::F32(_) => return row_scales(s, start, out),
     };
     let mut k = 0;
     while k + 8 <= n {
-        // SAFETY: `k + 8 <= n` elements of `halves` (8 × 2 bytes) and of `out`.
+        // SAFETY: `k + 8 <= n` elements of `bits` (8 × 2 bytes) and of `out`.
         unsafe {
-            let h = _mm_loadu_si128(halves.as_ptr().add(k).cast());
-            _mm256_storeu_ps(out.as_mut_ptr().add(k), _mm256_cvtph_ps(h));
+            let h = _mm_loadu_si128(bits.as_ptr().add(k).cast());
+            let v = if is_f16 {
+                _mm256_cvtph_ps(h)
+            } else {
+                // bf16 is the top half of an f32.
+                _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+            };
+            _mm256_storeu_ps(out.as_mut_ptr().add(k), v);
         }
         k += 8;
     }
-    for j in k..n {
-        out[j] = halves[j].to_f32();
+    if k < n {
+        row_scales(s, start + k, &mut out[k..]);
     }
 }
 
