@@ -132,7 +132,7 @@ fn runtime_matches_burn_on_every_packed_scheme() {
         let rt = Model::load(&dir).unwrap();
         assert_eq!(kind(&rt), want_kind, "{name}: kernel path");
         let burn = load_model(&dir, &device).unwrap().model;
-        let want = to_vec_f32(burn.forward(batch_tensor(&[ids.clone()], &device)));
+        let want = to_vec_f32(burn.forward(batch_tensor(std::slice::from_ref(&ids), &device)));
         let got = runtime_logits(&rt, &ids, ActMode::F32);
         let diff = max_abs_diff(&got, &want);
         assert!(
