@@ -1,27 +1,16 @@
 //! End-to-end runs of the CLI on the committed fixtures.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::compress;
 use compress_format::safetensors::{Dtype, SafetensorsFile};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures")
         .join(name)
-}
-
-fn compress(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_compress"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "compress {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn ids(file: &SafetensorsFile, name: &str) -> Vec<i64> {

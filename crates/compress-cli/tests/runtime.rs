@@ -4,46 +4,20 @@
 //! 32), int8 per channel, 3-bit (unpacked to int8 codes) and groups of 16 (dequantized to f32).
 //! f32 activations: logits within 1e-4 of burn; greedy `compress generate` tokens equal.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::compress;
 use compress_core::burn::tensor::Device;
 use compress_core::model::{batch_tensor, load_model};
 use compress_core::tensor_util::to_vec_f32;
-use compress_runtime::forward::{forward, Chunk, Logits};
+use compress_runtime::forward::sequence_logits;
 use compress_runtime::kernels::{ActMode, Weight};
-use compress_runtime::kv::cache::KvCache;
-use compress_runtime::kv::{BlockId, BLOCK_SIZE};
 use compress_runtime::Model;
 
 fn demo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models/demo")
-}
-
-fn compress(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_compress"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "compress {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Logits of every position from the runtime, one sequence in one chunk.
-fn runtime_logits(model: &Model, ids: &[u32], mode: ActMode) -> Vec<f32> {
-    let blocks: Vec<BlockId> = (0..ids.len().div_ceil(BLOCK_SIZE) as u32).collect();
-    let mut kv = KvCache::new(model, blocks.len());
-    let chunk = Chunk {
-        tokens: ids,
-        start: 0,
-        blocks: &blocks,
-        logits: Logits::All,
-    };
-    forward(model, &[chunk], &mut kv, mode)
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -133,14 +107,14 @@ fn runtime_matches_burn_on_every_packed_scheme() {
         assert_eq!(kind(&rt), want_kind, "{name}: kernel path");
         let burn = load_model(&dir, &device).unwrap().model;
         let want = to_vec_f32(burn.forward(batch_tensor(std::slice::from_ref(&ids), &device)));
-        let got = runtime_logits(&rt, &ids, ActMode::F32);
+        let got = sequence_logits(&rt, &ids, ActMode::F32);
         let diff = max_abs_diff(&got, &want);
         assert!(
             diff < 1e-4,
             "{name}: runtime vs burn logits differ by {diff}"
         );
         // Q8 activations (the default) stay close: same argmax almost everywhere.
-        let q8 = runtime_logits(&rt, &ids, ActMode::Q8);
+        let q8 = sequence_logits(&rt, &ids, ActMode::Q8);
         let v = rt.config.vocab_size;
         let agree = q8
             .chunks(v)

@@ -5,25 +5,16 @@
 //! elements as FLOPs (2·m·rows·cols), i.e. GFLOP/s. Weights rotate over copies spanning
 //! 256 MiB so that m = 1 reads from memory, not from the last-level cache.
 
-use std::any::Any;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use compress_runtime::kernels::{
-    matmul_with, ActMode, Bytes, Input, Int4Weight, Isa, Scales, Weight,
-};
+use compress_runtime::kernels::{matmul_with, ActMode, Input, Isa};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use half::f16;
 use rayon::prelude::*;
 
-const SPAN: usize = 256 << 20;
-
-fn xorshift(s: &mut u64) -> u64 {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    *s
-}
+use common::{weights, xorshift, SPAN};
 
 fn stream(c: &mut Criterion) {
     let v: Vec<f32> = (0..SPAN / 4).map(|i| (i % 7) as f32).collect();
@@ -46,33 +37,6 @@ fn stream(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-/// Copies of an int4 `[rows, cols]` weight (group `gs`, f16 scales) spanning about `SPAN`
-/// bytes, borrowing one shared random buffer.
-fn weights(buf: &Arc<Vec<u8>>, rows: usize, cols: usize, gs: usize, asym: bool) -> Vec<Weight> {
-    let size = rows * cols / 2;
-    let ng = rows * cols / gs;
-    let mut s = 1u64;
-    (0..buf.len() / size)
-        .map(|i| {
-            let owner: Arc<dyn Any + Send + Sync> = buf.clone();
-            // SAFETY: the slice lies inside `buf`, which `owner` keeps alive and never changes.
-            let data = unsafe { Bytes::borrowed(owner, &buf[i * size..(i + 1) * size]) };
-            let scales: Vec<f16> = (0..ng)
-                .map(|_| f16::from_f32(0.001 + (xorshift(&mut s) % 100) as f32 * 1e-4))
-                .collect();
-            let offsets = asym.then(|| (0..ng).map(|_| (xorshift(&mut s) % 16) as u8).collect());
-            Weight::Int4(Int4Weight {
-                rows,
-                cols,
-                group_size: gs,
-                data,
-                scales: Scales::F16(scales),
-                offsets,
-            })
-        })
-        .collect()
 }
 
 fn int4(c: &mut Criterion) {

@@ -3,15 +3,15 @@
 //! Run: `cargo bench -p compress-runtime --bench kernels_table` (env: `ROUNDS`, `MS=1,16`,
 //! `SPAN_MIB`: weight bytes rotated through; small values measure cache-resident compute).
 
-use std::any::Any;
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use compress_runtime::kernels::{
-    matmul_with, ActMode, Bytes, Input, Int4Weight, Isa, Scales, Weight,
-};
-use half::f16;
+use compress_runtime::kernels::{matmul_with, ActMode, Input, Isa};
 use rayon::prelude::*;
+
+use common::{weights, xorshift, SPAN};
 
 /// Bytes of weight copies to rotate through (`SPAN_MIB`, default 256: beyond the caches).
 fn span() -> usize {
@@ -20,15 +20,6 @@ fn span() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(256usize)
         << 20
-}
-
-const SPAN: usize = 256 << 20;
-
-fn xorshift(s: &mut u64) -> u64 {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    *s
 }
 
 /// Best GB/s of summing a `SPAN`-byte f32 array on all rayon threads.
@@ -53,30 +44,6 @@ fn stream(rounds: usize) -> f64 {
         best = best.max(SPAN as f64 / t.elapsed().as_secs_f64() / 1e9);
     }
     best
-}
-
-fn weights(buf: &Arc<Vec<u8>>, rows: usize, cols: usize, gs: usize, asym: bool) -> Vec<Weight> {
-    let (size, ng) = (rows * cols / 2, rows * cols / gs);
-    let mut s = 1u64;
-    (0..buf.len() / size)
-        .map(|i| {
-            let owner: Arc<dyn Any + Send + Sync> = buf.clone();
-            // SAFETY: the slice lies inside `buf`, which `owner` keeps alive and never changes.
-            let data = unsafe { Bytes::borrowed(owner, &buf[i * size..(i + 1) * size]) };
-            let scales: Vec<f16> = (0..ng)
-                .map(|_| f16::from_f32(0.001 + (xorshift(&mut s) % 100) as f32 * 1e-4))
-                .collect();
-            let offsets = asym.then(|| (0..ng).map(|_| (xorshift(&mut s) % 16) as u8).collect());
-            Weight::Int4(Int4Weight {
-                rows,
-                cols,
-                group_size: gs,
-                data,
-                scales: Scales::F16(scales),
-                offsets,
-            })
-        })
-        .collect()
 }
 
 fn main() {

@@ -129,6 +129,20 @@ pub fn forward(model: &Model, chunks: &[Chunk<'_>], kv: &mut KvCache, mode: ActM
     logits
 }
 
+/// Logits of every position of `ids` (`[len, vocab]`), one sequence in a fresh cache: scoring
+/// a text without the engine.
+pub fn sequence_logits(model: &Model, ids: &[u32], mode: ActMode) -> Vec<f32> {
+    let blocks: Vec<BlockId> = (0..ids.len().div_ceil(BLOCK_SIZE) as BlockId).collect();
+    let mut kv = KvCache::new(model, blocks.len());
+    let chunk = Chunk {
+        tokens: ids,
+        start: 0,
+        blocks: &blocks,
+        logits: Logits::All,
+    };
+    forward(model, &[chunk], &mut kv, mode)
+}
+
 /// `x · Wᵀ + b` for all rows of `input`.
 fn linear(l: &Linear, input: &Input<'_>) -> Vec<f32> {
     let n = l.weight.rows();

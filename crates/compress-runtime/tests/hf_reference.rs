@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use compress_format::safetensors::{Dtype, SafetensorsFile};
-use compress_runtime::forward::{forward, Chunk, Logits};
+use compress_runtime::forward::{forward, sequence_logits, Chunk, Logits};
 use compress_runtime::kernels::ActMode;
 use compress_runtime::kv::cache::KvCache;
 use compress_runtime::kv::{BlockId, BLOCK_SIZE};
@@ -36,19 +36,6 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
             }
         })
         .fold(0.0, f32::max)
-}
-
-/// Logits of every position of `ids`, one sequence in one chunk.
-fn all_logits(model: &Model, ids: &[u32], mode: ActMode) -> Vec<f32> {
-    let blocks: Vec<BlockId> = (0..ids.len().div_ceil(BLOCK_SIZE) as u32).collect();
-    let mut kv = KvCache::new(model, blocks.len());
-    let chunk = Chunk {
-        tokens: ids,
-        start: 0,
-        blocks: &blocks,
-        logits: Logits::All,
-    };
-    forward(model, &[chunk], &mut kv, mode)
 }
 
 /// Greedy decoding one token per step through the cache.
@@ -84,7 +71,7 @@ fn check(model_dir: &Path, reference: &Path) {
     let r = SafetensorsFile::open(reference).unwrap();
     let ids = read_ids(&r, "input_ids");
     let expected = r.tensor("logits").unwrap().to_f32().unwrap();
-    let diff = max_abs_diff(&all_logits(&model, &ids, ActMode::F32), &expected);
+    let diff = max_abs_diff(&sequence_logits(&model, &ids, ActMode::F32), &expected);
     assert!(
         diff < 1e-4,
         "{}: max abs logit diff {diff} ≥ 1e-4",
@@ -133,8 +120,8 @@ fn q8_activations_stay_close_on_the_demo_model() {
         SafetensorsFile::open(&root().join("tests/fixtures/demo_reference/reference.safetensors"))
             .unwrap();
     let ids = read_ids(&r, "input_ids");
-    let exact = all_logits(&model, &ids, ActMode::F32);
-    let fast = all_logits(&model, &ids, ActMode::Q8);
+    let exact = sequence_logits(&model, &ids, ActMode::F32);
+    let fast = sequence_logits(&model, &ids, ActMode::Q8);
     let v = model.config.vocab_size;
     let agree = exact
         .chunks(v)

@@ -170,14 +170,7 @@ pub(crate) unsafe fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: 
                 let tn = (tile.end - t).min(4);
                 let mut res = [0f32; 4];
                 // SAFETY: rows `t..t + tn` of the activations exist; `wr` holds a full row.
-                unsafe {
-                    match tn {
-                        4 => q8_dot::<4, false>(wr, &p.qp, p, &s, &mut sd, bpg, t, &mut res),
-                        3 => q8_dot::<3, false>(wr, &p.qp, p, &s, &mut sd, bpg, t, &mut res),
-                        2 => q8_dot::<2, false>(wr, &p.qp, p, &s, &mut sd, bpg, t, &mut res),
-                        _ => q8_dot::<1, false>(wr, &p.qp, p, &s, &mut sd, bpg, t, &mut res),
-                    }
-                };
+                unsafe { q8_dot_n::<false>(tn, wr, &p.qp, p, &s, &mut sd, bpg, t, &mut res) };
                 // SAFETY: AVX2 + FMA (the caller's contract).
                 unsafe { store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum) };
                 t += tn;
@@ -218,6 +211,31 @@ unsafe fn q8_block<const T: usize, const INT8: bool>(
                 dv = _mm256_mul_ps(dv, _mm256_set1_ps(*sc));
             }
             *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), dv, *a);
+        }
+    }
+}
+
+/// [`q8_dot`] for `tn` (1 to 4) activation rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn q8_dot_n<const INT8: bool>(
+    tn: usize,
+    wr: *const u8,
+    q: &[i8],
+    p: &Prep,
+    s: &[f32],
+    sd: &mut [f32],
+    bpg: usize,
+    t0: usize,
+    res: &mut [f32; 4],
+) {
+    // SAFETY: the caller's contract is `q8_dot`'s.
+    unsafe {
+        match tn {
+            4 => q8_dot::<4, INT8>(wr, q, p, s, sd, bpg, t0, res),
+            3 => q8_dot::<3, INT8>(wr, q, p, s, sd, bpg, t0, res),
+            2 => q8_dot::<2, INT8>(wr, q, p, s, sd, bpg, t0, res),
+            _ => q8_dot::<1, INT8>(wr, q, p, s, sd, bpg, t0, res),
         }
     }
 }
@@ -391,50 +409,7 @@ pub(crate) unsafe fn int8_q8(w: &Int8Weight, p: &Prep, rows: Range<usize>, out: 
                 let tn = (tile.end - t).min(4);
                 let mut res = [0f32; 4];
                 // SAFETY: rows `t..t + tn` exist; `wr` holds a full row.
-                unsafe {
-                    match tn {
-                        4 => q8_dot::<4, true>(
-                            wr.cast::<u8>(),
-                            p.q,
-                            p,
-                            &s,
-                            &mut sd,
-                            bpg,
-                            t,
-                            &mut res,
-                        ),
-                        3 => q8_dot::<3, true>(
-                            wr.cast::<u8>(),
-                            p.q,
-                            p,
-                            &s,
-                            &mut sd,
-                            bpg,
-                            t,
-                            &mut res,
-                        ),
-                        2 => q8_dot::<2, true>(
-                            wr.cast::<u8>(),
-                            p.q,
-                            p,
-                            &s,
-                            &mut sd,
-                            bpg,
-                            t,
-                            &mut res,
-                        ),
-                        _ => q8_dot::<1, true>(
-                            wr.cast::<u8>(),
-                            p.q,
-                            p,
-                            &s,
-                            &mut sd,
-                            bpg,
-                            t,
-                            &mut res,
-                        ),
-                    }
-                };
+                unsafe { q8_dot_n::<true>(tn, wr.cast(), p.q, p, &s, &mut sd, bpg, t, &mut res) };
                 // SAFETY: AVX2 + FMA (the caller's contract).
                 unsafe { store_with_offsets(out, n, i, t, tn, &res, &so, &p.gsum) };
                 t += tn;
