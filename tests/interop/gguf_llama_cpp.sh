@@ -3,7 +3,8 @@
 #   0. logits: llama.cpp on F32 exports of the reference fixtures (Llama GQA, Mistral with
 #      head_dim != hidden/heads, Qwen2 with biases and tied embeddings) vs the transformers
 #      logits committed with them, and on the demo model vs compress eval --logits-out;
-#   1. greedy text: llama-simple on the F32 export == compress generate --temperature 0;
+#   1. greedy text: llama-simple on the F32 export == compress generate --temperature 0
+#      --activations f32;
 #   2. perplexity: llama-perplexity -c 256 on valid.txt within 1% of
 #      compress eval --seq-len 256 --context 128 (the same protocol); Q8_0, Q4_0 and the
 #      Q4_0 of a GPTQ int4 group-32 dir reported with their mean KL vs the F32 export;
@@ -64,7 +65,8 @@ compare_logits "$out/f32.gguf" "$demo_ids" "$out/demo.npy" "demo vs compress eva
 echo "== greedy text (32 tokens)"
 greedy_same=true
 for prompt in "Once upon a time" "The government of the" "In 1905, the"; do
-    ours=$(compress generate -q --model "$model" --prompt "$prompt" --max-tokens 32 --temperature 0)
+    # f32 activations: the exact arithmetic llama.cpp uses for F32 weights (q8 is the fast default).
+    ours=$(compress generate -q --model "$model" --prompt "$prompt" --max-tokens 32 --temperature 0 --activations f32)
     theirs=$("$bin/llama-simple" -m "$out/f32.gguf" -n 32 "$prompt" 2>/dev/null)
     if [ "$ours" == "$theirs" ]; then
         echo "same: $ours"
