@@ -131,6 +131,55 @@ fn packed_symmetric_group32_codes_become_q4_0_blocks_unchanged() {
         };
         assert_eq!(f.tensor_f32(gguf_name).unwrap(), want, "{gguf_name}");
     }
+
+    // --output-type keeps the float head 16-bit; the packed layers stay Q4_0.
+    let json = ok(&[
+        "export",
+        "--model",
+        q.to_str().unwrap(),
+        "--type",
+        "q4_0",
+        "--output-type",
+        "f16",
+        "--out",
+        gguf.to_str().unwrap(),
+        "--overwrite",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let ty = |name: &str| {
+        let t = v["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name);
+        t.unwrap()["type"].as_str().unwrap().to_string()
+    };
+    assert_eq!(ty("output.weight"), "f16");
+    assert_eq!(ty("blk.0.attn_q.weight"), "q4_0");
+    let f = GgufFile::open(&gguf).unwrap();
+    let head = files.tensor("lm_head.weight").unwrap().to_f32().unwrap();
+    let got = f.tensor_f32("output.weight").unwrap();
+    assert_eq!(got.len(), head.len());
+    for (g, w) in got.iter().zip(&head) {
+        // f16 keeps 11 significant bits (fewer below 6e-5, where the step is 6e-8).
+        assert!(
+            (g - w).abs() <= 1e-3 * w.abs() + 1e-7,
+            "output.weight {g} vs {w}"
+        );
+    }
+    fails_with(
+        &[
+            "export",
+            "--model",
+            q.to_str().unwrap(),
+            "--output-type",
+            "q5_k",
+            "--out",
+            gguf.to_str().unwrap(),
+        ],
+        "--output-type q5_k",
+    );
 }
 
 #[test]
