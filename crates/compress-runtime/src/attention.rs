@@ -18,6 +18,10 @@ pub struct TokenCtx<'a> {
 /// Causal softmax attention of `q` (`[t, nh, hd]`, rotated) against the cached K/V of layer
 /// `layer`; writes `[t, nh, hd]` into `out`. Query head `h` reads key/value head
 /// `h / (nh / nkv)` (grouped-query attention).
+///
+/// One task takes all query heads of a key/value head, so each cached key and value is read
+/// once for the group; with too few tasks for the threads (short batches on many cores) it
+/// takes one query head.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     kv: &KvCache,
@@ -30,71 +34,87 @@ pub fn attend(
     out: &mut [f32],
 ) {
     let group = nh / nkv;
+    let heads = if ctx.len() * nkv >= 2 * rayon::current_num_threads() {
+        group
+    } else {
+        1
+    };
     let scale = (hd as f64).powf(-0.5) as f32;
     let simd = crate::kernels::isa() != crate::kernels::Isa::Scalar;
-    out.par_chunks_mut(hd)
+    out.par_chunks_mut(heads * hd)
+        .zip(q.par_chunks(heads * hd))
         .enumerate()
-        .for_each_init(Vec::new, |scores, (i, o)| {
-            let (ti, h) = (i / nh, i % nh);
-            let head = Head {
+        .for_each_init(Vec::new, |scores, (i, (o, q))| {
+            let (ti, h0) = (i * heads / nh, i * heads % nh);
+            let task = Heads {
                 kv,
                 layer,
                 ctx: ctx[ti],
-                q: &q[i * hd..(i + 1) * hd],
-                g: h / group,
+                q,
+                hd,
+                g: h0 / group,
                 scale,
             };
             #[cfg(target_arch = "x86_64")]
             if simd {
                 // SAFETY: `isa()` is not scalar only on CPUs with AVX2 and FMA.
-                return unsafe { head.attend_avx2(scores, o) };
+                return unsafe { task.attend_avx2(scores, o) };
             }
             let _ = simd;
-            head.attend(scores, o);
+            task.attend(scores, o);
         });
 }
 
-/// One query head of one token.
-struct Head<'a> {
+/// Consecutive query heads of one token that share key/value head `g`.
+struct Heads<'a> {
     kv: &'a KvCache,
     layer: usize,
     ctx: TokenCtx<'a>,
+    /// `[heads, hd]` queries.
     q: &'a [f32],
-    /// Its key/value head.
+    hd: usize,
     g: usize,
     scale: f32,
 }
 
-impl Head<'_> {
-    /// [`Head::attend`] compiled for AVX2 + FMA (the loops vectorize 8 wide).
+impl Heads<'_> {
+    /// [`Heads::attend`] compiled for AVX2 + FMA (the loops vectorize 8 wide).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn attend_avx2(&self, scores: &mut Vec<f32>, o: &mut [f32]) {
         self.attend(scores, o)
     }
 
-    /// Softmax over positions `0..=pos` of `q · k * scale`, then the weighted sum of values.
+    /// Per head: softmax over positions `0..=pos` of `q · k * scale`, then the weighted sum of
+    /// values (`o`: `[heads, hd]`). Each key and value is read once for all the heads.
     #[inline(always)]
     fn attend(&self, scores: &mut Vec<f32>, o: &mut [f32]) {
-        let (kv, layer, c, g) = (self.kv, self.layer, self.ctx, self.g);
+        let (kv, layer, c, g, hd) = (self.kv, self.layer, self.ctx, self.g, self.hd);
+        let (n, heads) = (c.pos + 1, self.q.len() / hd);
         scores.clear();
-        let mut max = f32::NEG_INFINITY;
-        for p in 0..=c.pos {
+        scores.resize(heads * n + heads, 0.0);
+        let (s, sums) = scores.split_at_mut(heads * n);
+        for p in 0..n {
             let k = kv.key(layer, c.blocks[p / BLOCK_SIZE], p % BLOCK_SIZE, g);
-            let s = dot(self.q, k) * self.scale;
-            max = max.max(s);
-            scores.push(s);
+            for (j, qh) in self.q.chunks_exact(hd).enumerate() {
+                s[j * n + p] = dot(qh, k) * self.scale;
+            }
         }
-        let mut sum = 0.0;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
+        for (sj, sum) in s.chunks_exact_mut(n).zip(sums.iter_mut()) {
+            let max = sj.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            *sum = 0.0;
+            for x in sj.iter_mut() {
+                *x = (*x - max).exp();
+                *sum += *x;
+            }
         }
         o.fill(0.0);
-        for (p, &w) in scores.iter().enumerate() {
+        for p in 0..n {
             let v = kv.value(layer, c.blocks[p / BLOCK_SIZE], p % BLOCK_SIZE, g);
-            let w = w / sum;
-            o.iter_mut().zip(v).for_each(|(o, v)| *o += w * v);
+            for (j, oh) in o.chunks_exact_mut(hd).enumerate() {
+                let w = s[j * n + p] / sums[j];
+                oh.iter_mut().zip(v).for_each(|(o, v)| *o += w * v);
+            }
         }
     }
 }
