@@ -385,6 +385,10 @@ fn runtime_generate_and_bench_errors() {
         "--concurrency",
     );
     fails_with(
+        &["bench", "--model", ms, "--device", "cuda:0"],
+        "--device cuda:0",
+    );
+    fails_with(
         &[
             "bench",
             "--model",

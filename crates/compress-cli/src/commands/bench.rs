@@ -23,6 +23,12 @@ struct Report {
 }
 
 pub fn run(a: BenchArgs, common: &Common) -> Result<()> {
+    if common.device != "cpu" {
+        anyhow::bail!(
+            "compress bench measures the CPU runtime; --device {} is not supported",
+            common.device
+        );
+    }
     if a.prompt_len == 0 || a.gen_len == 0 {
         anyhow::bail!("--prompt-len and --gen-len must be at least 1");
     }
