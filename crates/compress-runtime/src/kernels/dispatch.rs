@@ -230,19 +230,7 @@ where
 /// available on this CPU); same semantics as [`reference::matmul`].
 pub fn matmul_with(isa: Isa, w: &Weight, input: &Input<'_>, y: &mut [f32]) {
     let rows = w.rows();
-    assert_eq!(
-        input.cols,
-        w.cols(),
-        "matmul: input has {} columns, weight {}",
-        input.cols,
-        w.cols()
-    );
-    assert_eq!(
-        y.len(),
-        input.m * rows,
-        "matmul: y is not [{}, {rows}]",
-        input.m
-    );
+    super::check_shapes(w, input, y);
     if input.m == 0 || rows == 0 {
         return;
     }

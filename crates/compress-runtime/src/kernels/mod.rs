@@ -276,3 +276,21 @@ impl<'a> Input<'a> {
         }
     }
 }
+
+/// Panics unless `input` has `w`'s columns and `y` is `[input.m, w.rows()]` (a caller bug).
+pub(crate) fn check_shapes(w: &Weight, input: &Input<'_>, y: &[f32]) {
+    let rows = w.rows();
+    assert_eq!(
+        input.cols,
+        w.cols(),
+        "matmul: input has {} columns, weight {}",
+        input.cols,
+        w.cols()
+    );
+    assert_eq!(
+        y.len(),
+        input.m * rows,
+        "matmul: y is not [{}, {rows}]",
+        input.m
+    );
+}

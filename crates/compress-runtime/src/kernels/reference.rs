@@ -34,19 +34,7 @@ pub fn quantize_q8(x: &[f32], m: usize, cols: usize) -> Q8Acts {
 /// `y[m, rows] = x · Wᵀ`, one output at a time.
 pub fn matmul(w: &Weight, input: &Input<'_>, y: &mut [f32]) {
     let rows = w.rows();
-    assert_eq!(
-        input.cols,
-        w.cols(),
-        "matmul: input has {} columns, weight {}",
-        input.cols,
-        w.cols()
-    );
-    assert_eq!(
-        y.len(),
-        input.m * rows,
-        "matmul: y is not [{}, {rows}]",
-        input.m
-    );
+    super::check_shapes(w, input, y);
     for t in 0..input.m {
         for r in 0..rows {
             y[t * rows + r] = dot(w, input, t, r);
