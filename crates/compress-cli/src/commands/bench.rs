@@ -88,22 +88,40 @@ pub fn run(a: BenchArgs, common: &Common) -> Result<()> {
             "preempt"
         );
     }
+    // A spinner on stderr while a run goes (one run at 16 × 512 prompt tokens takes minutes).
+    let spinner = if common.quiet || a.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let mut pending = a.concurrency.iter();
+    let mut announce = |spinner: &indicatif::ProgressBar| {
+        if let Some(c) = pending.next() {
+            spinner.set_message(format!("{c} concurrent requests…"));
+        }
+    };
+    announce(&spinner);
     let rows = run_bench(model, &opts, |r| {
+        announce(&spinner);
         if !a.json {
-            println!(
-                "{:>5} {:>10.1} {:>10.1} {:>10.1} {:>9.0} {:>9.0} {:>7} {:>7.2} {:>6}",
-                r.concurrency,
-                r.prompt_tokens_per_s,
-                r.decode_tokens_per_s,
-                r.aggregate_tokens_per_s,
-                r.ttft_ms_mean,
-                r.ttft_ms_max,
-                r.kv_blocks_used,
-                r.kv_waste_pct,
-                r.preemptions
-            );
+            spinner.suspend(|| {
+                println!(
+                    "{:>5} {:>10.1} {:>10.1} {:>10.1} {:>9.0} {:>9.0} {:>7} {:>7.2} {:>6}",
+                    r.concurrency,
+                    r.prompt_tokens_per_s,
+                    r.decode_tokens_per_s,
+                    r.aggregate_tokens_per_s,
+                    r.ttft_ms_mean,
+                    r.ttft_ms_max,
+                    r.kv_blocks_used,
+                    r.kv_waste_pct,
+                    r.preemptions
+                )
+            });
         }
     })?;
+    spinner.finish_and_clear();
     if a.json {
         super::print_json(&Report {
             model: a.model.display().to_string(),
