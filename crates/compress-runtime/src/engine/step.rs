@@ -13,6 +13,21 @@ struct Work {
     logits: bool,
 }
 
+impl Work {
+    /// The next prompt chunk of `seq` that fits `budget` (taken from it); logits only when
+    /// the chunk ends the prompt.
+    fn prefill(sid: SeqId, seq: &Sequence, budget: &mut usize) -> Self {
+        let n = seq.remaining().min(*budget);
+        *budget -= n;
+        Work {
+            seq: sid,
+            n,
+            decode: false,
+            logits: n == seq.remaining(),
+        }
+    }
+}
+
 impl Engine {
     /// Schedules and runs one batched forward pass, then samples; returns the tokens computed
     /// (0 when there was nothing to do).
@@ -103,15 +118,7 @@ impl Engine {
                 });
                 budget -= 1;
             } else {
-                let seq = &self.seqs[&sid];
-                let n = seq.remaining().min(budget);
-                budget -= n;
-                plan.push(Work {
-                    seq: sid,
-                    n,
-                    decode: false,
-                    logits: n == seq.remaining(),
-                });
+                plan.push(Work::prefill(sid, &self.seqs[&sid], &mut budget));
             }
             i += 1;
         }
@@ -135,14 +142,7 @@ impl Engine {
             self.running.push(sid);
             let seq = self.seqs.get_mut(&sid).expect("waiting sequence exists");
             seq.computed = cached;
-            let n = seq.remaining().min(budget);
-            budget -= n;
-            plan.push(Work {
-                seq: sid,
-                n,
-                decode: false,
-                logits: n == seq.remaining(),
-            });
+            plan.push(Work::prefill(sid, seq, &mut budget));
         }
         self.stats.peak_running = self.stats.peak_running.max(self.running.len());
         Ok(plan)
