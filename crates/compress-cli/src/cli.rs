@@ -96,7 +96,8 @@ pub struct BenchArgs {
     /// Most tokens per engine step (the prefill chunk budget).
     #[arg(long, default_value_t = 512)]
     pub max_batched_tokens: usize,
-    /// KV cache blocks of 16 tokens (default: enough for every request of the largest run).
+    /// KV cache blocks of 16 tokens per run (default: enough for every request of each run; fewer
+    /// shows preemption).
     #[arg(long)]
     pub kv_blocks: Option<usize>,
     /// Activations of the quantized kernels.

@@ -388,6 +388,7 @@ fn runtime_generate_and_bench_errors() {
         &["bench", "--model", ms, "--device", "cuda:0"],
         "--device cuda:0",
     );
+    fails_with(&["bench", "--model", ms, "--kv-blocks", "0"], "--kv-blocks");
     fails_with(
         &[
             "bench",

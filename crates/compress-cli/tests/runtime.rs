@@ -159,5 +159,27 @@ fn bench_json_reports_every_concurrency() {
         assert_eq!(row["concurrency"], c, "{row}");
         assert!(row["decode_tokens_per_s"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["prompt_tokens_per_s"].as_f64().unwrap() > 0.0, "{row}");
+        assert_eq!(row["preemptions"], 0, "blocks sized to fit: {row}");
     }
+
+    // --kv-blocks below what three 56-token requests need (3 × 4 blocks): preemption, no error.
+    let out = compress(&[
+        "bench",
+        "--model",
+        demo().to_str().unwrap(),
+        "--prompt-len",
+        "16",
+        "--gen-len",
+        "40",
+        "--concurrency",
+        "3",
+        "--kv-blocks",
+        "6",
+        "--no-bandwidth",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let run = &v["runs"][0];
+    assert!(run["preemptions"].as_u64().unwrap() > 0, "{run}");
+    assert!(run["kv_blocks_used"].as_u64().unwrap() <= 6, "{run}");
 }

@@ -21,8 +21,10 @@ pub struct BenchOptions {
     pub gen_len: usize,
     /// Concurrent requests, one run each.
     pub concurrency: Vec<usize>,
-    /// Engine settings (blocks are raised to fit the largest run without preemption).
+    /// Engine settings; `num_blocks` is set per run from `kv_blocks`.
     pub engine: EngineConfig,
+    /// KV cache blocks per run; `None`: enough for every request of the run (no preemption).
+    pub kv_blocks: Option<usize>,
     /// Seed of the random prompts.
     pub seed: u64,
 }
@@ -91,7 +93,7 @@ pub fn run_bench(
     for &c in &opts.concurrency {
         let need = c * (opts.prompt_len + opts.gen_len).div_ceil(crate::kv::BLOCK_SIZE);
         let cfg = EngineConfig {
-            num_blocks: opts.engine.num_blocks.max(need),
+            num_blocks: opts.kv_blocks.unwrap_or(need),
             ..opts.engine.clone()
         };
         let mut engine = Engine::new(model.clone(), cfg)?;

@@ -46,19 +46,21 @@ pub fn run(a: BenchArgs, common: &Common) -> Result<()> {
             a.gen_len
         );
     }
-    let mut engine = EngineConfig::with_blocks(a.kv_blocks.unwrap_or(0).max(1));
-    engine.max_batched_tokens = a.max_batched_tokens.max(1);
+    if a.kv_blocks == Some(0) || a.max_batched_tokens == 0 {
+        anyhow::bail!("--kv-blocks and --max-batched-tokens must be at least 1");
+    }
+    // `run_bench` sets the blocks per run.
+    let mut engine = EngineConfig::with_blocks(0);
+    engine.max_batched_tokens = a.max_batched_tokens;
     engine.max_num_seqs = a.concurrency.iter().copied().max().unwrap_or(1);
     engine.prefix_caching = false;
     engine.act_mode = act_mode(a.activations);
-    if let Some(n) = a.kv_blocks {
-        engine.num_blocks = n;
-    }
     let opts = BenchOptions {
         prompt_len: a.prompt_len,
         gen_len: a.gen_len,
         concurrency: a.concurrency.clone(),
         engine,
+        kv_blocks: a.kv_blocks,
         seed: common.seed,
     };
     let bw = (!a.no_bandwidth).then(stream_read_bandwidth);
