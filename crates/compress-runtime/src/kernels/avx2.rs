@@ -315,7 +315,8 @@ pub(crate) unsafe fn int4_f32(w: &Int4Weight, p: &Prep, rows: Range<usize>, out:
     let mut o = vec![8i32; ng];
     for tile in token_tiles(m, 4 * cols) {
         for (i, r) in rows.clone().enumerate() {
-            row_scales(&w.scales, r * ng, &mut s);
+            // SAFETY: this CPU has AVX2 + F16C (the caller's contract).
+            unsafe { row_scales_f16c(&w.scales, r * ng, &mut s) };
             if let Some(offs) = &w.offsets {
                 for (d, &v) in o.iter_mut().zip(&offs[r * ng..(r + 1) * ng]) {
                     *d = i32::from(v);
@@ -428,7 +429,8 @@ pub(crate) unsafe fn int8_f32(w: &Int8Weight, p: &Prep, rows: Range<usize>, out:
     assert!(w.data.len() >= w.rows * cols && p.x.len() >= m * cols);
     let mut s = vec![0f32; ng];
     for (i, r) in rows.enumerate() {
-        row_scales(&w.scales, r * ng, &mut s);
+        // SAFETY: this CPU has AVX2 + F16C (the caller's contract).
+        unsafe { row_scales_f16c(&w.scales, r * ng, &mut s) };
         // SAFETY: row `r` lies inside `data` (asserted above).
         let wr = unsafe { w.data.as_ptr().add(r * cols) };
         for t in 0..m {
