@@ -4,8 +4,8 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::avx2::store_with_offsets;
-use super::dispatch::{row_scales, token_tiles, Prep};
+use super::avx2::{row_scales_f16c, store_with_offsets};
+use super::dispatch::{token_tiles, Prep};
 use super::{Int4Weight, Int8Weight, QK};
 
 /// `Σ u·s` over byte quads (u8 × i8 → i32 lanes) with `vpmaddubsw` + `vpmaddwd`.
@@ -190,7 +190,8 @@ macro_rules! q8_kernels {
                 let (mut s, mut so) = (vec![0f32; ng], vec![0f32; ng]);
                 for tile in token_tiles(m, 5 * p.cols) {
                     for (i, r) in rows.clone().enumerate() {
-                        row_scales(scales, r * ng, &mut s);
+                        // SAFETY: AVX-512F implies AVX2, FMA and F16C.
+                        unsafe { row_scales_f16c(scales, r * ng, &mut s) };
                         for g in 0..ng {
                             so[g] = s[g] * offsets(r * ng + g);
                         }
