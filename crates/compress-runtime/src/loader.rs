@@ -21,6 +21,7 @@ use compress_format::pack_quantized::{
 };
 use compress_format::safetensors::{Dtype, ModelFiles, TensorRef};
 use half::{bf16, f16};
+use rayon::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::error::{Result, RuntimeError};
@@ -146,6 +147,12 @@ impl Model {
                 ),
             ));
         }
+        // Repack int4 weights for the kernels now rather than in the first request.
+        layers
+            .par_iter()
+            .flat_map_iter(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+            .for_each(|x| x.weight.prepare());
+        lm_head.prepare();
         Ok(Self {
             config,
             embed,
@@ -345,14 +352,9 @@ impl Reader<'_> {
             // SAFETY: the packed words lie inside `files`' read-only maps, kept alive by the Arc.
             let data = unsafe { Bytes::borrowed(Arc::clone(&files) as _, view.packed.data) };
             let offsets = zeros.map(|z| z.iter().map(|&z| (i32::from(z) + 8) as u8).collect());
-            return Ok(Weight::Int4(Int4Weight {
-                rows: out,
-                cols: inn,
-                group_size: group,
-                data,
-                scales,
-                offsets,
-            }));
+            return Ok(Weight::Int4(Int4Weight::new(
+                out, inn, group, data, scales, offsets,
+            )));
         }
         let words: Vec<i32> = view
             .packed

@@ -30,14 +30,14 @@ pub fn weights(buf: &Arc<Vec<u8>>, rows: usize, cols: usize, gs: usize, asym: bo
                 .map(|_| f16::from_f32(0.001 + (xorshift(&mut s) % 100) as f32 * 1e-4))
                 .collect();
             let offsets = asym.then(|| (0..ng).map(|_| (xorshift(&mut s) % 16) as u8).collect());
-            Weight::Int4(Int4Weight {
+            Weight::Int4(Int4Weight::new(
                 rows,
                 cols,
-                group_size: gs,
+                gs,
                 data,
-                scales: Scales::F16(scales),
+                Scales::F16(scales),
                 offsets,
-            })
+            ))
         })
         .collect()
 }

@@ -462,7 +462,7 @@ pub(crate) unsafe fn int8_f32(w: &Int8Weight, p: &Prep, rows: Range<usize>, out:
 /// Eight weights at element `i` of `p` (dtype `D`: 0 f32, 1 f16, 2 bf16) as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn load8<const D: u8>(p: *const u8, i: usize) -> __m256 {
+pub(crate) unsafe fn load8<const D: u8>(p: *const u8, i: usize) -> __m256 {
     // SAFETY (caller): elements `i..i + 8` are readable.
     unsafe {
         match D {

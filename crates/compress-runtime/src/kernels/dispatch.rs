@@ -8,7 +8,8 @@ use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::{
-    reference, scalar, FloatWeight, Input, Int4Weight, Int8Weight, Q8Acts, Scales, Weight, QK,
+    reference, scalar, FloatWeight, Input, Int4Weight, Int4x8, Int8Weight, Q8Acts, Scales, Weight,
+    QK,
 };
 
 /// A kernel implementation (instruction set).
@@ -18,6 +19,8 @@ pub enum Isa {
     Scalar,
     /// x86_64 AVX2 + FMA + F16C.
     Avx2,
+    /// [`Isa::Avx2`] whose prompt (m > 1) int4 dots use 256-bit VNNI `vpdpbusd` (AVX-512 VL + VNNI).
+    Avx2Vnni,
     /// x86_64 AVX-512 (F, BW, VL) on top of AVX2, integer dots with `vpmaddubsw`.
     Avx512,
     /// [`Isa::Avx512`] with AVX-512 VNNI (`vpdpbusd`) integer dots.
@@ -26,7 +29,13 @@ pub enum Isa {
 
 impl Isa {
     /// Every implementation, slowest first.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 5] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx2Vnni,
+        Isa::Avx512,
+        Isa::Avx512Vnni,
+    ];
 
     /// True when this CPU can run the implementation.
     pub fn available(self) -> bool {
@@ -37,6 +46,13 @@ impl Isa {
                 is_x86_feature_detected!("avx2")
                     && is_x86_feature_detected!("fma")
                     && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Vnni => {
+                Isa::Avx2.available()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
@@ -52,25 +68,30 @@ impl Isa {
         }
     }
 
-    /// Lower-case name (`scalar`, `avx2`, `avx512`, `avx512vnni`), as `COMPRESS_KERNELS` takes it.
+    /// Lower-case name (`scalar`, `avx2`, `avx2vnni`, `avx512`, `avx512vnni`), as
+    /// `COMPRESS_KERNELS` takes it.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx2Vnni => "avx2vnni",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512vnni",
         }
     }
 }
 
-/// The implementation `Weight::matmul` uses: AVX2 where available (else scalar), unless the
-/// environment variable `COMPRESS_KERNELS=scalar|avx2|avx512|avx512vnni` asks for another (read once).
+/// The implementation `Weight::matmul` uses: AVX2 (with VNNI prompt dots where available, else
+/// scalar), unless `COMPRESS_KERNELS=scalar|avx2|avx2vnni|avx512|avx512vnni` asks for another
+/// (read once).
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
         // AVX-512 did not beat AVX2 in the benchmarks (memory-bound decode; 512-bit ops use
         // fewer ports and lower clocks), so it runs only when asked for.
-        let best = if Isa::Avx2.available() {
+        let best = if Isa::Avx2Vnni.available() {
+            Isa::Avx2Vnni
+        } else if Isa::Avx2.available() {
             Isa::Avx2
         } else {
             Isa::Scalar
@@ -96,7 +117,9 @@ pub(crate) fn quantize_q8_with(isa: Isa, x: &[f32], m: usize, cols: usize) -> Q8
     let isa = if isa.available() { isa } else { Isa::Scalar };
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => super::avx2::quantize_q8(x, m, cols),
+        Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512 | Isa::Avx512Vnni => {
+            super::avx2::quantize_q8(x, m, cols)
+        }
         _ => reference::quantize_q8(x, m, cols),
     }
 }
@@ -202,8 +225,8 @@ where
     }
     let chunk = n_rows
         .div_ceil(threads * 8)
-        .next_multiple_of(4)
-        .clamp(4, 512);
+        .next_multiple_of(8)
+        .clamp(8, 512);
     if m == 1 {
         y.par_chunks_mut(chunk)
             .enumerate()
@@ -249,6 +272,13 @@ pub fn matmul_with(isa: Isa, w: &Weight, input: &Input<'_>, y: &mut [f32]) {
     match (w, &input.q8) {
         (Weight::Int4(w), Some(q8)) => {
             p.gsum = group_sums(q8, m, cols, w.group_size);
+            let x8 = (m >= X8_MIN_M).then(|| x8_kernel(isa)).flatten();
+            if let Some((kernel, x8)) = x8.and_then(|k| Some((k, w.interleaved()?))) {
+                // SAFETY: `isa` is available, so the CPU has the kernel's features; `p` holds
+                // the Q8 codes, scales and group sums the kernel reads.
+                par_rows(rows, m, cols, y, |r, out| unsafe { kernel(x8, &p, r, out) });
+                return;
+            }
             if isa != Isa::Scalar {
                 p.qp = deinterleave(&q8.q, QK);
             }
@@ -282,7 +312,7 @@ fn int4_q8(isa: Isa, w: &Int4Weight, p: &Prep, rows: Range<usize>, out: &mut [f3
         Isa::Scalar => scalar::int4_q8(w, p, rows, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` is available (checked in `matmul_with`), so the CPU has the features.
-        Isa::Avx2 => unsafe { super::avx2::int4_q8(w, p, rows, out) },
+        Isa::Avx2 | Isa::Avx2Vnni => unsafe { super::avx2::int4_q8(w, p, rows, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx512 => unsafe { super::avx512::int4_q8(false, w, p, rows, out) },
@@ -294,11 +324,28 @@ fn int4_q8(isa: Isa, w: &Int4Weight, p: &Prep, rows: Range<usize>, out: &mut [f3
     }
 }
 
+/// Activation rows from which int4 × Q8 products use the interleaved [`Int4x8`] layout.
+const X8_MIN_M: usize = 1;
+
+/// An interleaved int4 × Q8 kernel.
+pub(crate) type X8Kernel = unsafe fn(&Int4x8, &Prep, Range<usize>, &mut [f32]);
+
+/// The interleaved int4 × Q8 kernel of `isa` (which must be available), if it has one.
+pub(crate) fn x8_kernel(isa: Isa) -> Option<X8Kernel> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Vnni | Isa::Avx512Vnni => Some(super::int4x8::int4x8_q8_vnni),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 => Some(super::int4x8::int4x8_q8_avx2),
+        _ => None,
+    }
+}
+
 fn int4_f32(isa: Isa, w: &Int4Weight, p: &Prep, rows: Range<usize>, out: &mut [f32]) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` (AVX2 or AVX-512, which implies AVX2) is available.
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => unsafe {
+        Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512 | Isa::Avx512Vnni => unsafe {
             super::avx2::int4_f32(w, p, rows, out)
         },
         _ => scalar::int4_f32(w, p, rows, out),
@@ -309,7 +356,7 @@ fn int8_q8(isa: Isa, w: &Int8Weight, p: &Prep, rows: Range<usize>, out: &mut [f3
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` is available.
-        Isa::Avx2 => unsafe { super::avx2::int8_q8(w, p, rows, out) },
+        Isa::Avx2 | Isa::Avx2Vnni => unsafe { super::avx2::int8_q8(w, p, rows, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` is available.
         Isa::Avx512 => unsafe { super::avx512::int8_q8(false, w, p, rows, out) },
@@ -324,7 +371,7 @@ fn int8_f32(isa: Isa, w: &Int8Weight, p: &Prep, rows: Range<usize>, out: &mut [f
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` (AVX2 or AVX-512, which implies AVX2) is available.
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => unsafe {
+        Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512 | Isa::Avx512Vnni => unsafe {
             super::avx2::int8_f32(w, p, rows, out)
         },
         _ => scalar::int8_f32(w, p, rows, out),
@@ -335,7 +382,9 @@ fn float(isa: Isa, w: &FloatWeight, p: &Prep, rows: Range<usize>, out: &mut [f32
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` (AVX2 or AVX-512, which implies AVX2) is available.
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Vnni => unsafe { super::avx2::float(w, p, rows, out) },
+        Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512 | Isa::Avx512Vnni => unsafe {
+            super::avx2::float(w, p, rows, out)
+        },
         _ => scalar::float(w, p, rows, out),
     }
 }

@@ -21,6 +21,7 @@ mod avx2;
 mod avx512;
 mod bytes;
 mod dispatch;
+mod int4x8;
 pub mod reference;
 mod scalar;
 #[cfg(test)]
@@ -28,6 +29,9 @@ mod tests;
 
 pub use bytes::Bytes;
 pub use dispatch::{isa, matmul_with, quantize_q8, Isa};
+pub use int4x8::Int4x8;
+use std::sync::OnceLock;
+
 use half::{bf16, f16};
 
 /// Activation block length of the quantized kernels.
@@ -95,6 +99,36 @@ pub struct Int4Weight {
     pub scales: Scales,
     /// `[rows, cols / group_size]` offsets `o = 8 + z` (`None`: symmetric, every `o = 8`).
     pub offsets: Option<Vec<u8>>,
+    /// The interleaved copy for prompt products, made on first use ([`Int4Weight::interleaved`]).
+    x8: OnceLock<Option<Int4x8>>,
+}
+
+impl Int4Weight {
+    /// A weight over `data` (see the field docs for the layouts).
+    pub fn new(
+        rows: usize,
+        cols: usize,
+        group_size: usize,
+        data: Bytes,
+        scales: Scales,
+        offsets: Option<Vec<u8>>,
+    ) -> Self {
+        Self {
+            rows,
+            cols,
+            group_size,
+            data,
+            scales,
+            offsets,
+            x8: OnceLock::new(),
+        }
+    }
+
+    /// The 8-row interleaved copy the prompt kernels read, repacked on the first call (`None`
+    /// when the rows are not a multiple of 8).
+    pub fn interleaved(&self) -> Option<&Int4x8> {
+        self.x8.get_or_init(|| Int4x8::from_int4(self)).as_ref()
+    }
 }
 
 /// An 8-bit (or narrower) group-quantized weight `[rows, cols]` as signed codes.
@@ -208,17 +242,30 @@ impl Weight {
     /// Bytes read from memory per full pass over the weight (codes, scales, offsets).
     pub fn bytes(&self) -> usize {
         match self {
-            Self::Int4(w) => {
-                w.data.len()
-                    + w.scales.len() * scale_size(&w.scales)
-                    + w.offsets.as_ref().map_or(0, Vec::len)
-            }
+            Self::Int4(w) => match w.x8.get() {
+                Some(Some(x8)) => x8.bytes(),
+                _ => {
+                    w.data.len()
+                        + w.scales.len() * scale_size(&w.scales)
+                        + w.offsets.as_ref().map_or(0, Vec::len)
+                }
+            },
             Self::Int8(w) => {
                 w.data.len()
                     + w.scales.len() * scale_size(&w.scales)
                     + w.zeros.as_ref().map_or(0, Vec::len)
             }
             Self::Float(w) => w.data.len(),
+        }
+    }
+
+    /// Builds what the kernels of [`isa`] read besides the stored bytes (the interleaved copy
+    /// of an int4 weight), so that the first product does not pay for it.
+    pub fn prepare(&self) {
+        if let Self::Int4(w) = self {
+            if dispatch::x8_kernel(isa()).is_some() {
+                w.interleaved();
+            }
         }
     }
 

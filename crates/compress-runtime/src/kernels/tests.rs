@@ -49,14 +49,14 @@ fn scales(rng: &mut Rng, n: usize, kind: usize) -> Scales {
 
 fn int4(rng: &mut Rng, rows: usize, cols: usize, gs: usize, kind: usize, asym: bool) -> Weight {
     let ng = rows * cols / gs;
-    Weight::Int4(Int4Weight {
+    Weight::Int4(Int4Weight::new(
         rows,
         cols,
-        group_size: gs,
-        data: Bytes::from_vec((0..rows * cols / 2).map(|_| rng.byte()).collect()),
-        scales: scales(rng, ng, kind),
-        offsets: asym.then(|| (0..ng).map(|_| rng.byte() % 16).collect()),
-    })
+        gs,
+        Bytes::from_vec((0..rows * cols / 2).map(|_| rng.byte()).collect()),
+        scales(rng, ng, kind),
+        asym.then(|| (0..ng).map(|_| rng.byte() % 16).collect()),
+    ))
 }
 
 fn int8(rng: &mut Rng, rows: usize, cols: usize, gs: usize, kind: usize, asym: bool) -> Weight {
@@ -172,7 +172,8 @@ fn quantized(make: fn(&mut Rng, usize, usize, usize, usize, bool) -> Weight, nam
     for (cols, gs) in shapes() {
         for m in [1, 3, 17] {
             for asym in [false, true] {
-                let rows = [1, 13, 70][kind % 3];
+                // 16 and 72 rows take the interleaved layout when m > 1.
+                let rows = [1, 16, 13, 72][kind % 4];
                 let w = make(&mut rng, rows, cols, gs, kind, asym);
                 let x = acts(&mut rng, m, cols);
                 check(
@@ -216,11 +217,14 @@ fn float_matches_reference() {
 
 #[test]
 fn large_parallel_matches_reference() {
-    // Enough rows for many rayon chunks with a ragged last one, and a prefill-sized m.
+    // Enough rows for many rayon chunks with a ragged last one, and a prefill-sized m; 304
+    // rows (a multiple of 8) run the interleaved kernels.
     let mut rng = Rng(11);
-    let w = int4(&mut rng, 301, 512, 128, 1, true);
-    let x = acts(&mut rng, 33, 512);
-    check(&w, &x, 33, "int4 301x512 g128 m33");
+    for (rows, gs, asym) in [(301, 128, true), (304, 32, false), (304, 64, true)] {
+        let w = int4(&mut rng, rows, 512, gs, 1, asym);
+        let x = acts(&mut rng, 33, 512);
+        check(&w, &x, 33, &format!("int4 {rows}x512 g{gs} m33"));
+    }
 }
 
 #[test]
@@ -239,29 +243,36 @@ fn weight_matmul_agrees_with_reference() {
 fn comparison_detects_a_wrong_kernel() {
     // The tolerance is tight enough to catch a wrong offset in a single group.
     let mut rng = Rng(5);
-    let Weight::Int4(w) = int4(&mut rng, 8, 128, 32, 0, true) else {
-        unreachable!()
-    };
-    let mut offs = w.offsets.clone().unwrap();
-    offs[3] ^= 1;
-    let bad = Weight::Int4(Int4Weight {
-        data: Bytes::from_vec(w.data.to_vec()),
-        scales: w.scales.clone(),
-        offsets: Some(offs),
-        ..w
-    });
-    let good = Weight::Int4(w);
-    let x = acts(&mut rng, 1, 128);
-    let input = Input::new(&x, 1, 128, ActMode::Q8);
-    let mut want = vec![0f32; 8];
-    reference::matmul(&good, &input, &mut want);
-    for isa in isas() {
-        let mut got = vec![0f32; 8];
-        matmul_with(isa, &bad, &input, &mut got);
-        assert!(
-            worst(&good, &x, 1, &got, &want) > 1e-4,
-            "{isa:?}: wrong offset not detected"
-        );
+    // 8 rows run the interleaved kernels, 12 the row kernels.
+    for rows in [8, 12] {
+        let Weight::Int4(w) = int4(&mut rng, rows, 128, 32, 0, true) else {
+            unreachable!()
+        };
+        let mut offs = w.offsets.clone().unwrap();
+        offs[3] ^= 1;
+        let bad = Weight::Int4(Int4Weight::new(
+            w.rows,
+            w.cols,
+            w.group_size,
+            Bytes::from_vec(w.data.to_vec()),
+            w.scales.clone(),
+            Some(offs),
+        ));
+        let good = Weight::Int4(w);
+        for m in [1, 2] {
+            let x = acts(&mut rng, m, 128);
+            let input = Input::new(&x, m, 128, ActMode::Q8);
+            let mut want = vec![0f32; rows * m];
+            reference::matmul(&good, &input, &mut want);
+            for isa in isas() {
+                let mut got = vec![0f32; rows * m];
+                matmul_with(isa, &bad, &input, &mut got);
+                assert!(
+                    worst(&good, &x, m, &got, &want) > 1e-4,
+                    "{isa:?} {rows} rows m={m}: wrong offset not detected"
+                );
+            }
+        }
     }
 }
 
