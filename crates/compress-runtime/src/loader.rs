@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use compress_format::pack_quantized::{
-    is_packed_layer, unpack_rows, PackedLayerView, QuantStrategy, QuantizationConfig,
-    QuantizedLinear, WeightQuant,
+    is_packed_layer, read_compression, unpack_rows, PackedLayerView, QuantStrategy,
+    QuantizationConfig, QuantizedLinear, SparsityConfig, WeightQuant,
 };
 use compress_format::safetensors::{Dtype, ModelFiles, TensorRef};
 use half::{bf16, f16};
@@ -78,6 +78,8 @@ pub struct Model {
     pub lm_head: Weight,
     /// The quantization scheme of a packed dir.
     pub quantization: Option<QuantizationConfig>,
+    /// The pruning recorded in the dir's `sparsity_config` (zeros stored in place).
+    pub sparsity: Option<SparsityConfig>,
     /// The directory.
     pub dir: PathBuf,
 }
@@ -101,9 +103,9 @@ impl Model {
             return Err(RuntimeError::unsupported(dir, "model directory not found"));
         }
         let (config, hf) = ModelConfig::from_dir(dir)?;
-        let quantization = match hf.raw.get("quantization_config") {
-            Some(v) => Some(QuantizationConfig::from_json(v, &dir.join("config.json"))?),
-            None => None,
+        let (quantization, sparsity) = match hf.raw.get("quantization_config") {
+            Some(v) => read_compression(v, &dir.join("config.json"))?,
+            None => (None, None),
         };
         let files = Arc::new(ModelFiles::open_dir(dir)?);
         let mut r = Reader {
@@ -160,6 +162,7 @@ impl Model {
             norm,
             lm_head,
             quantization,
+            sparsity,
             dir: dir.to_path_buf(),
         })
     }

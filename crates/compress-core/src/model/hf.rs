@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use compress_format::atomic::copy_tokenizer_files;
 use compress_format::hf_config::HfConfig;
-use compress_format::pack_quantized::{is_packed_layer, QuantizationConfig, QuantizedLinear};
+use compress_format::pack_quantized::{
+    is_packed_layer, read_compression, QuantizationConfig, QuantizedLinear, SparsityConfig,
+};
 use compress_format::safetensors::{write_model_dir_weights, Dtype, ModelFiles, TensorOut};
 
 use super::config::LlamaConfig;
@@ -31,6 +33,8 @@ pub struct LoadedModel {
     pub dir: PathBuf,
     /// The `quantization_config` of a pack-quantized checkpoint (weights dequantized on load).
     pub quantization: Option<QuantizationConfig>,
+    /// The `sparsity_config` of a pruned checkpoint (zeros stored in place).
+    pub sparsity: Option<SparsityConfig>,
 }
 
 /// Tensors some checkpoints carry that hold no weights (rotary buffers).
@@ -54,6 +58,8 @@ pub struct Checkpoint {
     pub dir: PathBuf,
     /// The `quantization_config` of a pack-quantized checkpoint.
     pub quantization: Option<QuantizationConfig>,
+    /// The `sparsity_config` of a pruned checkpoint.
+    pub sparsity: Option<SparsityConfig>,
 }
 
 /// Loads an HF Llama-family directory onto `device`.
@@ -66,6 +72,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
         dtype: ck.dtype,
         dir: ck.dir,
         quantization: ck.quantization,
+        sparsity: ck.sparsity,
     })
 }
 
@@ -78,9 +85,9 @@ pub fn open_checkpoint(dir: &Path) -> Result<Checkpoint> {
         )));
     }
     let hf_config = HfConfig::from_file(&dir.join("config.json"))?;
-    let quantization = match hf_config.raw.get("quantization_config") {
-        Some(v) => Some(QuantizationConfig::from_json(v, &dir.join("config.json"))?),
-        None => None,
+    let (quantization, sparsity) = match hf_config.raw.get("quantization_config") {
+        Some(v) => read_compression(v, &dir.join("config.json"))?,
+        None => (None, None),
     };
     if hf_config.mlp_bias() {
         return Err(CoreError::Invalid(format!(
@@ -162,6 +169,7 @@ pub fn open_checkpoint(dir: &Path) -> Result<Checkpoint> {
         dtype,
         dir: dir.to_path_buf(),
         quantization,
+        sparsity,
     })
 }
 

@@ -44,7 +44,7 @@ use crate::error::{FormatError, Result};
 use crate::hf_config::HfConfig;
 use crate::pack_quantized::tensor_io::read_weight_shape;
 use crate::pack_quantized::{
-    is_packed_layer, QuantStrategy, QuantizationConfig, QuantizedLinear, WeightQuant,
+    is_packed_layer, read_compression, QuantStrategy, QuantizedLinear, WeightQuant,
 };
 use crate::safetensors::{encode_f32, Dtype, ModelFiles};
 
@@ -262,7 +262,7 @@ pub fn export_gguf(
         ));
     }
     let quant = match cfg.raw.get("quantization_config") {
-        Some(v) => Some(QuantizationConfig::from_json(v, &config_path)?),
+        Some(v) => read_compression(v, &config_path)?.0,
         None => None,
     };
     let files = ModelFiles::open_dir(dir)?;

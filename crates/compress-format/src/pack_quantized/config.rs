@@ -38,11 +38,15 @@
 //! (`"config_groups": {"W4A16": ["Linear"]}`), and library defaults for
 //! absent keys, and rejects what this crate cannot load: other formats,
 //! float types, activation or KV-cache quantization, several config groups,
-//! transforms, sparsity, `actorder: group` (a `weight_g_idx` permutation) and
-//! strategies other than tensor/channel/group.
+//! transforms, compressed sparsity formats, `actorder: group` (a `weight_g_idx`
+//! permutation) and strategies other than tensor/channel/group. A `dense`
+//! [`SparsityConfig`] (zeros stored in place) is read and written; a sparse
+//! model without quantization has a `quantization_config` of format `dense`
+//! and no config groups, which [`read_compression`] tells apart.
 
 use super::json::{as_object, is_empty, missing, opt_str, present, required_str, string_list};
 use super::scheme::{parse_scheme, preset};
+use super::sparsity::{SparsityConfig, DENSE_FORMAT};
 use super::{QuantStrategy, WeightQuant};
 use crate::error::{FormatError, Result};
 use serde_json::{json, Value};
@@ -58,7 +62,7 @@ pub const CT_VERSION: &str = "0.15.0.1";
 pub const RAGGED_GROUPS_KEY: &str = "compress_ragged_groups";
 
 /// The `quantization_config` of config.json.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct QuantizationConfig {
     /// Weight quantization of every targeted layer.
     pub weights: WeightQuant,
@@ -68,6 +72,45 @@ pub struct QuantizationConfig {
     pub ignore: Vec<String>,
     /// Whether some layers have a ragged last group (written as [`RAGGED_GROUPS_KEY`] only when true).
     pub ragged_groups: bool,
+    /// The pruning the weights carry (zeros kept by quantization), if any.
+    pub sparsity: Option<SparsityConfig>,
+}
+
+/// Reads a `quantization_config` (or a whole config.json holding one): the packed scheme, if
+/// the weights are quantized, and the sparsity entry, if they are pruned.
+pub fn read_compression(
+    v: &Value,
+    path: &Path,
+) -> Result<(Option<QuantizationConfig>, Option<SparsityConfig>)> {
+    let key = "quantization_config";
+    let obj = as_object(v.get(key).unwrap_or(v), path, key)?;
+    if obj.get("format").and_then(Value::as_str) == Some(DENSE_FORMAT) {
+        let at = |k: &str| format!("{key}.{k}");
+        let method = required_str(obj, path, &at("quant_method"), "quant_method")?;
+        if method != QUANT_METHOD {
+            return Err(FormatError::invalid(
+                path,
+                at("quant_method"),
+                format!("`{method}` is not supported (only `{QUANT_METHOD}`)"),
+            ));
+        }
+        if let Some(x) = obj.get("config_groups").filter(|x| !is_empty(x)) {
+            return Err(FormatError::invalid(
+                path,
+                at("config_groups"),
+                format!("format `{DENSE_FORMAT}` holds no quantized weights, got {x}"),
+            ));
+        }
+        let sparsity_key = at("sparsity_config");
+        let sparsity = obj.get("sparsity_config").unwrap_or(&Value::Null);
+        return Ok((
+            None,
+            SparsityConfig::from_json(sparsity, path, &sparsity_key)?,
+        ));
+    }
+    let q = QuantizationConfig::from_json(v, path)?;
+    let s = q.sparsity.clone();
+    Ok((Some(q), s))
 }
 
 impl QuantizationConfig {
@@ -78,6 +121,7 @@ impl QuantizationConfig {
             targets: vec!["Linear".into()],
             ignore: vec!["lm_head".into()],
             ragged_groups: false,
+            sparsity: None,
         }
     }
 
@@ -129,6 +173,9 @@ impl QuantizationConfig {
         if self.ragged_groups {
             v[RAGGED_GROUPS_KEY] = Value::Bool(true);
         }
+        if let Some(s) = &self.sparsity {
+            v["sparsity_config"] = s.to_json();
+        }
         v
     }
 
@@ -169,15 +216,18 @@ impl QuantizationConfig {
                 "KV-cache (activation) quantization is not supported",
             ));
         }
-        for k in ["sparsity_config", "transform_config"] {
-            if let Some(x) = obj.get(k).filter(|x| !is_empty(x)) {
-                return Err(FormatError::invalid(
-                    path,
-                    at(k),
-                    format!("must be empty, got {x}"),
-                ));
-            }
+        if let Some(x) = obj.get("transform_config").filter(|x| !is_empty(x)) {
+            return Err(FormatError::invalid(
+                path,
+                at("transform_config"),
+                format!("must be empty, got {x}"),
+            ));
         }
+        let sparsity_key = at("sparsity_config");
+        let sparsity = match obj.get("sparsity_config") {
+            Some(x) => SparsityConfig::from_json(x, path, &sparsity_key)?,
+            None => None,
+        };
         let ignore = match obj.get("ignore").filter(|x| !x.is_null()) {
             None => Vec::new(),
             Some(x) => string_list(x, path, &at("ignore"))?,
@@ -228,6 +278,7 @@ impl QuantizationConfig {
             targets,
             ignore,
             ragged_groups,
+            sparsity,
         })
     }
 }
@@ -235,6 +286,27 @@ impl QuantizationConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_sparse_float_and_sparse_quantized_configs() {
+        let s = SparsityConfig {
+            structure: "unstructured".into(),
+            global_sparsity: 0.25,
+            targets: vec!["Linear".into()],
+            ignore: vec!["lm_head".into()],
+        };
+        let p = Path::new(P);
+        let (q, got) = read_compression(&s.to_quantization_config_json(), p).unwrap();
+        assert_eq!((q, got), (None, Some(s.clone())));
+        let mut qc = QuantizationConfig::new(WeightQuant::group(4, true, 32));
+        qc.sparsity = Some(s.clone());
+        let (q, got) = read_compression(&json!({"quantization_config": qc.to_json()}), p).unwrap();
+        assert_eq!((q, got), (Some(qc), Some(s)));
+        let bad = json!({"quant_method": "compressed-tensors", "format": "dense",
+                         "config_groups": {"group_0": {"targets": ["Linear"]}}});
+        let e = read_compression(&bad, p).unwrap_err().to_string();
+        assert!(e.contains("config_groups"), "{e}");
+    }
 
     const P: &str = "/m/config.json";
 
@@ -368,6 +440,12 @@ mod tests {
                         targets: vec!["Linear".into(), "re:.*proj$".into()],
                         ignore: vec![],
                         ragged_groups: bits % 2 == 0,
+                        sparsity: (bits == 4).then(|| SparsityConfig {
+                            structure: "2:4".into(),
+                            global_sparsity: 0.5,
+                            targets: vec!["Linear".into()],
+                            ignore: vec!["lm_head".into()],
+                        }),
                     };
                     let text = serde_json::to_string(&c.to_json()).unwrap();
                     assert_eq!(parse(&text).unwrap(), c);
@@ -428,12 +506,6 @@ mod tests {
                 "",
                 "transform_config",
                 json!({"config_groups": {}}),
-                "must be empty",
-            ),
-            (
-                "",
-                "sparsity_config",
-                json!({"format": "sparse-24-bitmask"}),
                 "must be empty",
             ),
             ("", "ignore", json!("lm_head"), "list of strings"),
@@ -501,6 +573,17 @@ mod tests {
             assert!(e.contains(&format!("`{key}`")), "{key}: {e}");
             assert!(e.contains(needle), "{needle}: {e}");
         }
+        let e = err_with(|v| {
+            let bitmask = json!({"format": "sparse-24-bitmask"});
+            v.as_object_mut()
+                .unwrap()
+                .insert("sparsity_config".into(), bitmask);
+        });
+        assert!(
+            e.contains("`quantization_config.sparsity_config.format`")
+                && e.contains("`sparse-24-bitmask` is not supported"),
+            "{e}"
+        );
         let e = err_with(|v| {
             v.as_object_mut().unwrap().remove("format");
         });

@@ -77,11 +77,15 @@ mod json;
 mod layer;
 mod packing;
 mod scheme;
+mod sparsity;
 pub(crate) mod tensor_io;
 
-pub use config::{QuantizationConfig, CT_VERSION, FORMAT_NAME, QUANT_METHOD, RAGGED_GROUPS_KEY};
+pub use config::{
+    read_compression, QuantizationConfig, CT_VERSION, FORMAT_NAME, QUANT_METHOD, RAGGED_GROUPS_KEY,
+};
 pub use layer::{PackedLayerView, QuantizedLinear};
 pub use packing::{pack_cols, pack_factor, pack_rows, packed_len, unpack_cols, unpack_rows};
+pub use sparsity::{parse_n_m, SparsityConfig, DENSE_FORMAT};
 
 use crate::error::{FormatError, Result};
 use crate::safetensors::{Dtype, ModelFiles};
