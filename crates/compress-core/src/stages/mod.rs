@@ -1,4 +1,5 @@
 //! Compression stages. Each stage is a folder: `mod.rs` holds the stage (config, lifecycle),
 //! `math.rs` the pure functions it is built on.
 
+pub mod prune;
 pub mod quantize;

@@ -3,9 +3,11 @@
 //! clipping, gradient accumulation, a seedable data order, checkpoint + resume (model,
 //! optimizer state, step), an indicatif progress bar and metrics JSONL.
 //!
-//! Lifecycle of one step: for each micro-batch, forward → [`TrainHook::loss`] (LM loss plus
-//! whatever a stage adds) → backward → accumulate; then clip, optimizer step, and
-//! [`TrainHook::after_step`] (e.g. re-apply pruning masks).
+//! Lifecycle of one step: [`TrainHook::update_masks`] when the hook says masks are due (new
+//! [`ParamMasks`] are applied to the weights and the optimizer state); for each micro-batch,
+//! forward → [`TrainHook::loss`] (LM loss plus whatever a stage adds) → backward → accumulate;
+//! then masked gradients zeroed, clip, optimizer step, masked weights set back to zero, and
+//! [`TrainHook::after_step`].
 //!
 //! The data order is a function of (seed, step) alone: sample `g` of the run is
 //! `perm(seed, epoch)[g mod N]`, so a resumed run sees exactly the batches an uninterrupted
@@ -13,6 +15,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod masks;
 pub mod schedule;
 
 use std::io::Write;
@@ -31,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::model::{batch_tensor, LlamaModel};
+pub use masks::ParamMasks;
 pub use schedule::WarmupCosine;
 
 /// Training hyper-parameters.
@@ -130,9 +134,21 @@ pub trait TrainHook {
         lm_loss
     }
 
-    /// Called after each optimizer step with the updated model (e.g. to re-apply masks).
+    /// Called after each optimizer step with the updated model.
     fn after_step(&mut self, _step: usize, model: LlamaModel) -> LlamaModel {
         model
+    }
+
+    /// Whether [`TrainHook::update_masks`] should run before 0-based step `step`.
+    fn masks_due(&self, _step: usize) -> bool {
+        false
+    }
+
+    /// New keep-masks to hold from 0-based step `step` on, computed from the current weights
+    /// (`model`); they replace the previous ones. Pruned weights are zeroed with their
+    /// optimizer state, get no gradient and stay exactly zero after every step.
+    fn update_masks(&mut self, _step: usize, _model: &LlamaModel) -> Result<Option<ParamMasks>> {
+        Ok(None)
     }
 }
 
@@ -290,8 +306,16 @@ pub fn train(
         .map_err(|e| CoreError::io(run.metrics(), e))?;
     let bar = progress_bar(cfg.steps as u64, start_step as u64);
     let mut metrics = Vec::new();
+    let mut masks: Option<ParamMasks> = None;
     for step in start_step..end {
         let t0 = Instant::now();
+        if hook.masks_due(step) {
+            if let Some(new) = hook.update_masks(step, &model.valid())? {
+                model = new.apply(model);
+                optim = new.mask_optimizer_state(optim)?;
+                masks = Some(new);
+            }
+        }
         let mut accum = GradientsAccumulator::<LlamaModel>::new();
         let mut loss_sum = 0.0;
         for micro in 0..cfg.grad_accum {
@@ -312,12 +336,18 @@ pub fn train(
             accum.accumulate(&model, grads);
         }
         let mut grads = accum.grads();
+        if let Some(m) = &masks {
+            m.mask_grads(&mut grads);
+        }
         let grad_norm = match cfg.grad_clip {
             Some(max) => clip::clip_grad_norm(&model, &mut grads, max),
             None => clip::grad_norm(&model, &grads),
         };
         let lr = schedule.lr_at(step);
         model = optim.step(lr, model, grads);
+        if let Some(m) = &masks {
+            model = m.apply(model);
+        }
         model = hook.after_step(step + 1, model);
         let loss = loss_sum / cfg.grad_accum as f64;
         if !loss.is_finite() {
