@@ -52,6 +52,8 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Quantize the linear weights to 2-8 bits into a compressed-tensors pack-quantized dir.
     Quantize(QuantizeArgs),
+    /// Prune weights (unstructured, N:M) or whole heads/neurons, with prune → retrain loops.
+    Prune(PruneArgs),
     /// Train a byte-level BPE tokenizer.json on text files.
     TrainTokenizer(TrainTokenizerArgs),
     /// Export a model directory (float or pack-quantized) to another format (GGUF for llama.cpp).
@@ -414,6 +416,103 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// Print the per-layer summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--scope` of `compress prune`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneScope {
+    /// Each matrix gets the target sparsity.
+    Layer,
+    /// The target holds over all pruned matrices together.
+    Global,
+}
+
+/// `--criterion` of `compress prune`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneCriterion {
+    /// |w|.
+    Magnitude,
+    /// |w| times the input's activation norm on calibration data (Wanda).
+    Wanda,
+}
+
+/// `--schedule` of `compress prune`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PruneSchedule {
+    /// Prune once (then retrain --retrain-steps).
+    Oneshot,
+    /// --rounds rounds of rising sparsity, retraining --retrain-steps after each.
+    Iterative,
+    /// Gradual cubic schedule (Zhu & Gupta): --rounds mask updates during --retrain-steps.
+    Agp,
+}
+
+/// `compress prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Model directory (float).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Target sparsity in [0, 1): fraction of weights, or of heads/neurons per layer (N:M: N/M).
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    /// unstructured, N:M (N of every M inputs pruned, e.g. 2:4), heads or neurons.
+    #[arg(long, default_value = "unstructured")]
+    pub pattern: String,
+    /// Unstructured sparsity per matrix (layer) or over all matrices (global).
+    #[arg(long, value_enum, default_value_t = PruneScope::Layer)]
+    pub scope: PruneScope,
+    /// How weights (or heads/neurons) are ranked.
+    #[arg(long, value_enum, default_value_t = PruneCriterion::Magnitude)]
+    pub criterion: PruneCriterion,
+    /// When to prune relative to retraining.
+    #[arg(long, value_enum, default_value_t = PruneSchedule::Oneshot)]
+    pub schedule: PruneSchedule,
+    /// Iterative rounds, or AGP mask updates.
+    #[arg(long, default_value_t = 4)]
+    pub rounds: usize,
+    /// Retraining steps (per round for iterative, in all for agp); 0 = no retraining.
+    #[arg(long, default_value_t = 0)]
+    pub retrain_steps: usize,
+    /// Retraining data (.txt, .json or .jsonl); also Wanda's calibration data unless --calib.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Wanda calibration data.
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// Wanda calibration sequences.
+    #[arg(long, default_value_t = 64)]
+    pub calib_samples: usize,
+    /// Held-out data for the perplexity columns of the report.
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Held-out sequences to score.
+    #[arg(long, default_value_t = 32)]
+    pub eval_samples: usize,
+    /// Tokens per training, calibration and evaluation sequence.
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Retraining sequences per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Retraining peak learning rate (warmup, then cosine to a tenth).
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f64,
+    /// Leave these linear layers (HF names or prefixes) dense; lm_head always is.
+    #[arg(long, num_args = 1..)]
+    pub ignore: Vec<String>,
+    /// dtype of the written tensors: f32, f16 or bf16 (default: as loaded).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Replace a non-empty --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }

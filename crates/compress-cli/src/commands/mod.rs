@@ -6,11 +6,12 @@ mod eval;
 mod export;
 mod generate;
 mod inspect;
+mod prune;
 mod quantize;
 mod train;
 mod train_tokenizer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use compress_core::burn::tensor::Device;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a, &cli.common),
         Command::Convert(a) => convert::run(a, &cli.common),
         Command::Quantize(a) => quantize::run(a, &cli.common),
+        Command::Prune(a) => prune::run(a, &cli.common),
         Command::TrainTokenizer(a) => train_tokenizer::run(a),
         Command::Export(a) => export::run(a, &cli.common),
         Command::Bench(a) => bench::run(a, &cli.common),
@@ -79,4 +81,29 @@ fn progress_bar(total: u64, what: &str, unit: &str, quiet: bool) -> indicatif::P
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// A scratch directory next to `out` for a trainer's checkpoints (the caller removes it).
+fn scratch_dir(out: &Path, tag: &str) -> Result<PathBuf> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .with_context(|| format!("bad output path {}", out.display()))?
+        .to_string_lossy();
+    Ok(parent.join(format!(".{name}.{tag}-run-{}", std::process::id())))
+}
+
+/// Writes training metrics as `out/metrics.jsonl` (one JSON object per step).
+fn write_metrics(out: &Path, metrics: &[compress_core::train::StepMetrics]) -> Result<()> {
+    let mut body = String::new();
+    for m in metrics {
+        body.push_str(&serde_json::to_string(m)?);
+        body.push('\n');
+    }
+    let path = out.join("metrics.jsonl");
+    compress_format::atomic::write_atomic(&path, body.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }

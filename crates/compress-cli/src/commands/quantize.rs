@@ -83,6 +83,12 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
             a.model.display()
         );
     }
+    if ck.sparsity.is_some() && a.method == QuantMethod::Qat {
+        anyhow::bail!(
+            "{}: is pruned (sparsity_config); --method qat would train its zeros away, use rtn, mse, gptq or awq",
+            a.model.display()
+        );
+    }
     let calib = match (&a.calib, method.needs_calibration()) {
         (None, true) => anyhow::bail!(
             "--method {}: needs calibration data (--calib FILE; .txt, .json or .jsonl)",
@@ -175,7 +181,7 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
     }
     save_quantized(&ck.hf_config, &q, &a.out, dtype, Some(a.model.clone()))?;
     if let Some(t) = &trained {
-        qat::write_metrics(&a.out, &t.metrics)?;
+        super::write_metrics(&a.out, &t.metrics)?;
     }
     let before: usize = q.reports.iter().map(|r| r.bytes_before).sum();
     let after: usize = q.reports.iter().map(|r| r.bytes_after).sum();

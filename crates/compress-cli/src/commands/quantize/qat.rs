@@ -2,7 +2,6 @@
 //! --distill W]`: fine-tune the float model with its target linears fake-quantized exactly as
 //! the export will quantize them, then hand it to the RTN export.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -123,7 +122,7 @@ pub(super) fn train(
         );
     }
     let run = RunDir {
-        dir: run_dir(&a.out)?,
+        dir: super::super::scratch_dir(&a.out, "qat")?,
     };
     let started = Instant::now();
     let outcome = train_qat(model, &ck.hf_config, &wins, &cfg, device, &run);
@@ -143,31 +142,6 @@ pub(super) fn train(
         model: outcome.model,
         metrics: outcome.metrics,
     })
-}
-
-/// A scratch run directory next to `out` (removed after training).
-fn run_dir(out: &Path) -> Result<PathBuf> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .with_context(|| format!("bad output path {}", out.display()))?
-        .to_string_lossy();
-    Ok(parent.join(format!(".{name}.qat-run-{}", std::process::id())))
-}
-
-/// Writes the training metrics as `out/metrics.jsonl`.
-pub(super) fn write_metrics(out: &Path, metrics: &[StepMetrics]) -> Result<()> {
-    let mut body = String::new();
-    for m in metrics {
-        body.push_str(&serde_json::to_string(m)?);
-        body.push('\n');
-    }
-    let path = out.join("metrics.jsonl");
-    compress_format::atomic::write_atomic(&path, body.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Marks the export's layer reports as QAT (their error is against the fine-tuned weights).

@@ -147,7 +147,8 @@ fn not_positive_definite(column: usize) -> CoreError {
     ))
 }
 
-/// Quantizes a row-major HF weight `[out, inn]` with GPTQ against `hessian`; returns the layer
+/// Quantizes a row-major HF weight `[out, inn]` with GPTQ against `hessian` (weights that are
+/// exactly zero, as pruning leaves them, quantize to exactly zero); returns the layer
 /// (codes, scales and zero points laid out as [`quantize_rtn`] does) and the GPTQ loss
 /// `Σ (w − ŵ)² / U[i,i]² / 2` (as the reference implementations report it).
 pub fn gptq_quantize(
@@ -242,7 +243,8 @@ pub fn gptq_quantize(
             .zip(codes.par_chunks_mut(inn))
             .zip(params.par_chunks_mut(n_groups))
             .zip(row_loss.par_iter_mut())
-            .for_each(|((((wrow, erow), crow), prow), loss)| {
+            .zip(weight.par_chunks(inn))
+            .for_each(|(((((wrow, erow), crow), prow), loss), orig)| {
                 for k in 0..count {
                     let j = i1 + k;
                     let c = cols_of(j);
@@ -257,7 +259,9 @@ pub fn gptq_quantize(
                         0
                     }];
                     let v = wrow[j];
-                    let q = quantize(v, sz, range);
+                    // A pruned (exactly zero) weight stays zero; its value is still
+                    // compensated by the columns after it, as SparseGPT does.
+                    let q = quantize(if orig[c] == 0.0 { 0.0 } else { v }, sz, range);
                     crow[j] = q as i8;
                     let d = ublk[k * count + k];
                     let e = (v - dequantize(q, sz)) / d;

@@ -255,6 +255,11 @@ pub fn quantize_sequential(
     let wq = &cfg.weights;
     let mut config = QuantizationConfig::new(*wq);
     config.ignore = ignore.clone();
+    // Quantization keeps a pruned checkpoint's zeros (every method maps 0 to 0), so its
+    // sparsity entry carries over.
+    if let ModelSource::Checkpoint(ck, _) = source {
+        config.sparsity = ck.sparsity.clone();
+    }
     let device = source.device();
     let rope = Rope::new(mcfg.head_dim, mcfg.rope_theta, mcfg.rope_scaling.as_ref());
     let batches = calib.map(|c| c.batches()).unwrap_or_default();
