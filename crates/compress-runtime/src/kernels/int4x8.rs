@@ -57,7 +57,7 @@ impl Int4x8 {
             .for_each(|(rg, dst)| {
                 let code = |i: usize, c: usize| {
                     let byte = data[(8 * rg + i) * half + c / 2];
-                    if c % 2 == 0 {
+                    if c.is_multiple_of(2) {
                         byte & 15
                     } else {
                         byte >> 4

@@ -17,6 +17,11 @@ use crate::model::weights::export_layer;
 use crate::model::LlamaModel;
 use crate::train::{ParamMasks, TrainHook};
 
+/// Weights by HF name, HF layout (`[out, in]` row-major).
+pub type Tensors = HashMap<String, Vec<f32>>;
+/// `[out, in]` shapes by HF weight name.
+pub type Shapes = HashMap<String, (usize, usize)>;
+
 /// The AGP sparsity after `j` of `n` updates: `s_f · (1 − (1 − j/n)³)`.
 pub fn agp_sparsity(final_sparsity: f64, j: usize, n: usize) -> f64 {
     let frac = 1.0 - (j as f64 / n as f64).min(1.0);
@@ -52,8 +57,8 @@ impl Pruner {
     /// keeping `previous` pruned weights pruned.
     pub fn masks(
         &self,
-        tensors: &HashMap<String, Vec<f32>>,
-        shapes: &HashMap<String, (usize, usize)>,
+        tensors: &Tensors,
+        shapes: &Shapes,
         s: f64,
         previous: Option<&Masks>,
     ) -> Result<Masks> {
@@ -99,9 +104,7 @@ impl Pruner {
 }
 
 /// The decoder linears of `model`, HF layout, with their `[out, in]` shapes.
-pub fn linear_tensors(
-    model: &LlamaModel,
-) -> (HashMap<String, Vec<f32>>, HashMap<String, (usize, usize)>) {
+pub fn linear_tensors(model: &LlamaModel) -> (Tensors, Shapes) {
     let mut tensors = HashMap::new();
     let mut shapes = HashMap::new();
     for (l, layer) in model.layers.iter().enumerate() {
