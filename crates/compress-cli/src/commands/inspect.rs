@@ -90,18 +90,28 @@ pub fn run(a: InspectArgs) -> Result<()> {
     );
     if let Some(q) = hf.raw.get("quantization_config") {
         let w = &q["config_groups"]["group_0"]["weights"];
-        let sym = w["symmetric"].as_bool() == Some(true);
-        println!(
-            "  quantized      {} int{} {} {}{}",
-            q["format"].as_str().unwrap_or("?"),
-            w["num_bits"],
-            if sym { "symmetric" } else { "asymmetric" },
-            w["strategy"].as_str().unwrap_or("?"),
-            w["group_size"]
-                .as_u64()
-                .map(|g| format!(" {g}"))
-                .unwrap_or_default()
-        );
+        if w.is_object() {
+            let sym = w["symmetric"].as_bool() == Some(true);
+            println!(
+                "  quantized      {} int{} {} {}{}",
+                q["format"].as_str().unwrap_or("?"),
+                w["num_bits"],
+                if sym { "symmetric" } else { "asymmetric" },
+                w["strategy"].as_str().unwrap_or("?"),
+                w["group_size"]
+                    .as_u64()
+                    .map(|g| format!(" {g}"))
+                    .unwrap_or_default()
+            );
+        }
+        let sp = &q["sparsity_config"];
+        if let Some(structure) = sp["sparsity_structure"].as_str() {
+            println!(
+                "  sparsity       {} {:.4} (zeros stored in place)",
+                structure,
+                sp["global_sparsity"].as_f64().unwrap_or(0.0)
+            );
+        }
     }
     Ok(())
 }
