@@ -1,8 +1,11 @@
 //! Bad input gives a clear one-line error and exit code 1: no panic, no partial output.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::fails_with;
 use compress_format::safetensors::{write_safetensors, SafetensorsFile, TensorOut};
 
 fn fixture() -> PathBuf {
@@ -23,19 +26,6 @@ fn ids_file(tmp: &Path, body: &str) -> PathBuf {
     let p = tmp.join("ids.json");
     std::fs::write(&p, body).unwrap();
     p
-}
-
-/// Runs `compress args…`, asserts exit 1 and one stderr line containing `needle`.
-fn fails_with(args: &[&str], needle: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_compress"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "args {args:?}: stderr {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
 }
 
 fn eval_args<'a>(model: &'a str, data: &'a str) -> Vec<&'a str> {

@@ -5,9 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::compress;
+use common::{compress, fails_with};
 use compress_core::burn::tensor::Device;
 use compress_core::model::load_model;
 use compress_core::model::weights::export_tensors;
@@ -205,19 +204,6 @@ fn n_m_and_structured_dirs_load_and_decode_the_same_on_both_engines() {
             |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap()["tokens"].clone();
         assert_eq!(tokens(gen("runtime")), tokens(gen("burn")), "{pattern}");
     }
-}
-
-/// Runs `compress args…`, asserts exit 1 and one stderr line containing `needle`.
-fn fails_with(args: &[&str], needle: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_compress"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "args {args:?}: stderr {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
 }
 
 #[test]

@@ -3,11 +3,14 @@
 //! state of pruned weights is zeroed, structured pruning equals zeroing the same units in the
 //! dense model, and bad settings are refused with errors that name the flag.
 
+mod common;
+
 use std::collections::HashMap;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
+use common::{counting_docs, micro_config};
 use compress_core::model::weights::{build_model, export_tensors, init_random, param_id};
 use compress_core::model::{batch_tensor, LlamaConfig, LlamaModel};
 use compress_core::stages::prune::masks::linear_names;
@@ -16,24 +19,6 @@ use compress_core::stages::prune::{
 };
 use compress_core::tensor_util::to_vec_f32;
 use compress_core::train::{cross_entropy, windows, ParamMasks, RunDir, TrainConfig};
-
-fn micro_config() -> LlamaConfig {
-    let mut cfg = LlamaConfig::preset("tiny").unwrap();
-    cfg.vocab_size = 48;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 72;
-    cfg.num_layers = 2;
-    cfg.num_heads = 4;
-    cfg.num_kv_heads = 2;
-    cfg.head_dim = 8;
-    cfg
-}
-
-fn docs() -> Vec<Vec<u32>> {
-    (0..12u32)
-        .map(|d| (0..40u32).map(|i| (d * 3 + i * (1 + d % 3)) % 48).collect())
-        .collect()
-}
 
 fn retrain(steps: usize) -> TrainConfig {
     TrainConfig {
@@ -71,8 +56,8 @@ fn run(cfg: &PruneConfig) -> compress_core::stages::prune::Pruned {
     let device = Device::flex();
     let mc = micro_config();
     let model = init_random(&mc, &device, 3).unwrap();
-    let wins = windows(&docs(), 16);
-    let eval: Vec<Vec<u32>> = docs().into_iter().take(4).collect();
+    let wins = windows(&counting_docs(), 16);
+    let eval: Vec<Vec<u32>> = counting_docs().into_iter().take(4).collect();
     let dir = tempfile::tempdir().unwrap();
     let data = PruneData {
         train: &wins,
@@ -193,7 +178,7 @@ fn zero_units(
 fn structured_pruning_equals_zeroing_the_removed_units() {
     let device = Device::flex();
     let mc = micro_config();
-    let tokens = batch_tensor(&[docs()[0][..20].to_vec()], &device);
+    let tokens = batch_tensor(&[counting_docs()[0][..20].to_vec()], &device);
     for pattern in [Pattern::Heads, Pattern::Neurons] {
         let p = run(&config(pattern, Schedule::OneShot, 0));
         let dense = init_random(&mc, &device, 3).unwrap();
@@ -237,7 +222,7 @@ fn masking_the_optimizer_state_zeroes_pruned_moments() {
     let mc = micro_config();
     let model = init_random(&mc, &device, 5).unwrap().fork(&ad).train();
     let mut optim = AdamWConfig::new().init();
-    let toks = batch_tensor(&[docs()[1][..17].to_vec()], &ad);
+    let toks = batch_tensor(&[counting_docs()[1][..17].to_vec()], &ad);
     let (x, y) = (toks.clone().narrow(1, 0, 16), toks.narrow(1, 1, 16));
     let loss = cross_entropy(model.forward(x), y);
     let grads = GradientsParams::from_grads(loss.backward(), &model);

@@ -1,35 +1,18 @@
 //! The trainer: loss goes down, and a run interrupted and resumed from its checkpoint gives
 //! the same losses as an uninterrupted one.
 
+mod common;
+
 use burn::tensor::Device;
+use common::{counting_docs, micro_config};
 use compress_core::model::weights::init_random;
-use compress_core::model::LlamaConfig;
 use compress_core::train::{train, windows, NoHook, RunDir, TrainConfig};
-
-fn micro_config() -> LlamaConfig {
-    let mut cfg = LlamaConfig::preset("tiny").unwrap();
-    cfg.vocab_size = 48;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 72;
-    cfg.num_layers = 2;
-    cfg.num_heads = 4;
-    cfg.num_kv_heads = 2;
-    cfg.head_dim = 8;
-    cfg
-}
-
-/// Documents with learnable structure: counting sequences modulo the vocabulary.
-fn data() -> Vec<Vec<u32>> {
-    (0..12u32)
-        .map(|d| (0..40u32).map(|i| (d * 3 + i * (1 + d % 3)) % 48).collect())
-        .collect()
-}
 
 fn run(cfg: &TrainConfig, dir: &std::path::Path, resume: bool, stop: Option<usize>) -> Vec<f64> {
     let device = Device::flex();
     let mc = micro_config();
     let model = init_random(&mc, &device, 7).unwrap();
-    let wins = windows(&data(), cfg.seq_len);
+    let wins = windows(&counting_docs(), cfg.seq_len);
     let run = RunDir {
         dir: dir.to_path_buf(),
     };
@@ -102,7 +85,7 @@ fn resume_with_other_settings_is_refused() {
     let run_dir = RunDir {
         dir: tmp.path().to_path_buf(),
     };
-    let wins = windows(&data(), other.seq_len);
+    let wins = windows(&counting_docs(), other.seq_len);
     let err = train(
         model,
         &mc.to_hf().unwrap(),

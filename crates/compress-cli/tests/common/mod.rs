@@ -1,4 +1,5 @@
 //! Helpers shared by the CLI test files.
+#![allow(dead_code)]
 
 use std::process::Command;
 
@@ -14,4 +15,17 @@ pub fn compress(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `compress args…`, asserts exit 1 and one stderr line containing `needle`.
+pub fn fails_with(args: &[&str], needle: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_compress"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "args {args:?}: stderr {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
 }

@@ -41,3 +41,23 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         })
         .fold(0.0, f32::max)
 }
+
+/// A micro Llama (vocab 48, hidden 32, 2 layers, 4 query / 2 KV heads) for fast training tests.
+pub fn micro_config() -> compress_core::model::LlamaConfig {
+    let mut cfg = compress_core::model::LlamaConfig::preset("tiny").unwrap();
+    cfg.vocab_size = 48;
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 72;
+    cfg.num_layers = 2;
+    cfg.num_heads = 4;
+    cfg.num_kv_heads = 2;
+    cfg.head_dim = 8;
+    cfg
+}
+
+/// Documents with learnable structure for [`micro_config`]: counting sequences modulo 48.
+pub fn counting_docs() -> Vec<Vec<u32>> {
+    (0..12u32)
+        .map(|d| (0..40u32).map(|i| (d * 3 + i * (1 + d % 3)) % 48).collect())
+        .collect()
+}

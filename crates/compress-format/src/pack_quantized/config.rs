@@ -76,6 +76,19 @@ pub struct QuantizationConfig {
     pub sparsity: Option<SparsityConfig>,
 }
 
+/// Errors unless `obj["quant_method"]` (at `key`) is compressed-tensors.
+fn check_method(obj: &serde_json::Map<String, Value>, path: &Path, key: &str) -> Result<()> {
+    let method = required_str(obj, path, key, "quant_method")?;
+    if method != QUANT_METHOD {
+        return Err(FormatError::invalid(
+            path,
+            key,
+            format!("`{method}` is not supported (only `{QUANT_METHOD}`)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a `quantization_config` (or a whole config.json holding one): the packed scheme, if
 /// the weights are quantized, and the sparsity entry, if they are pruned.
 pub fn read_compression(
@@ -86,14 +99,7 @@ pub fn read_compression(
     let obj = as_object(v.get(key).unwrap_or(v), path, key)?;
     if obj.get("format").and_then(Value::as_str) == Some(DENSE_FORMAT) {
         let at = |k: &str| format!("{key}.{k}");
-        let method = required_str(obj, path, &at("quant_method"), "quant_method")?;
-        if method != QUANT_METHOD {
-            return Err(FormatError::invalid(
-                path,
-                at("quant_method"),
-                format!("`{method}` is not supported (only `{QUANT_METHOD}`)"),
-            ));
-        }
+        check_method(obj, path, &at("quant_method"))?;
         if let Some(x) = obj.get("config_groups").filter(|x| !is_empty(x)) {
             return Err(FormatError::invalid(
                 path,
@@ -184,14 +190,7 @@ impl QuantizationConfig {
         let key = "quantization_config";
         let obj = as_object(v.get(key).unwrap_or(v), path, key)?;
         let at = |k: &str| format!("{key}.{k}");
-        let method = required_str(obj, path, &at("quant_method"), "quant_method")?;
-        if method != QUANT_METHOD {
-            return Err(FormatError::invalid(
-                path,
-                at("quant_method"),
-                format!("`{method}` is not supported (only `{QUANT_METHOD}`)"),
-            ));
-        }
+        check_method(obj, path, &at("quant_method"))?;
         let format = required_str(obj, path, &at("format"), "format")?;
         if format != FORMAT_NAME {
             return Err(FormatError::invalid(
