@@ -350,6 +350,11 @@ pub fn prune(
             let Some(t) = &cfg.retrain else {
                 return Ok((model, 0));
             };
+            // Each round reads new batches: round r's data order is seeded with seed + r − 1.
+            let t = &TrainConfig {
+                seed: t.seed.wrapping_add(round as u64 - 1),
+                ..t.clone()
+            };
             let round_run = RunDir {
                 dir: run.dir.join(format!("round{round}")),
             };
