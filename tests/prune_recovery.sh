@@ -4,12 +4,12 @@
 # increase: ppl_retrained − ppl_dense ≤ 0.2 · (ppl_oneshot − ppl_dense), on held-out text.
 # Also prints Wanda vs magnitude one-shot side by side.
 #
-# Usage: bash tests/prune_recovery.sh [COMPRESS_BINARY] [RETRAIN_STEPS]   (defaults: target/release/compress 300)
+# Usage: bash tests/prune_recovery.sh [COMPRESS_BINARY] [RETRAIN_STEPS]   (defaults: target/release/compress 400)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bin=${1:-target/release/compress}
-steps=${2:-300}
+steps=${2:-400}
 out=target/prune-recovery
 mkdir -p "$out"
 common=(--model examples/models/demo --sparsity 0.5 --eval-data examples/data/corpus/valid.txt

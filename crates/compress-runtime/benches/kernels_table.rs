@@ -8,7 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use compress_runtime::kernels::{matmul_with, ActMode, Input, Isa};
+use compress_runtime::kernels::{
+    matmul_with, ActMode, Bytes, FloatDtype, FloatWeight, Input, Isa, Weight,
+};
 use rayon::prelude::*;
 
 use common::{weights, xorshift, SPAN};
@@ -123,4 +125,47 @@ fn main() {
             }
         }
     }
+    head(&buf, &isas, rounds, bw);
+}
+
+/// A 16-bit lm_head (`[32000, 2048]` f16, TinyLlama's) at m = 1, in GB/s and % of stream.
+fn head(buf: &Arc<Vec<u8>>, isas: &[Isa], rounds: usize, bw: f64) {
+    let (rows, cols) = (32000, 2048);
+    let size = rows * cols * 2;
+    let heads: Vec<Weight> = (0..buf.len() / size)
+        .map(|i| {
+            let owner: Arc<dyn std::any::Any + Send + Sync> = buf.clone();
+            // SAFETY: the slice lies inside `buf`, which `owner` keeps alive and never changes.
+            let data = unsafe { Bytes::borrowed(owner, &buf[i * size..(i + 1) * size]) };
+            Weight::Float(FloatWeight {
+                rows,
+                cols,
+                dtype: FloatDtype::F16,
+                data,
+            })
+        })
+        .collect();
+    let x: Vec<f32> = (0..cols).map(|i| (i % 13) as f32 / 13.0 - 0.5).collect();
+    let input = Input::new(&x, 1, cols, ActMode::Q8);
+    let mut y = vec![0f32; rows];
+    let mut line = format!("f16 head {rows}x{cols} m=1  ");
+    for &isa in isas {
+        let mut best = f64::MAX;
+        for _ in 0..rounds {
+            let t = Instant::now();
+            for w in &heads {
+                matmul_with(isa, w, &input, &mut y);
+            }
+            best = best.min(t.elapsed().as_secs_f64() / heads.len() as f64);
+        }
+        let gbs = size as f64 / best / 1e9;
+        line += &format!(
+            " | {}: {:6.1} us {:5.2} GB/s {:4.0}%",
+            isa.name(),
+            best * 1e6,
+            gbs,
+            gbs / bw * 100.0
+        );
+    }
+    println!("{line}");
 }

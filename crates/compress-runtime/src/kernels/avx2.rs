@@ -497,9 +497,37 @@ unsafe fn float_d<const D: u8>(w: &FloatWeight, p: &Prep, rows: Range<usize>, ou
     let (cols, n, m) = (w.cols, rows.len(), p.m);
     assert!(w.data.len() >= w.rows * cols * w.dtype.size() && p.x.len() >= m * cols);
     let main = cols / 8 * 8;
+    let row_bytes = cols * w.dtype.size();
     for (i, r) in rows.enumerate() {
         // SAFETY: element `r * cols` starts row `r` inside `data` (asserted above).
-        let base = unsafe { w.data.as_ptr().add(r * cols * w.dtype.size()) };
+        let base = unsafe { w.data.as_ptr().add(r * row_bytes) };
+        if m == 1 {
+            // Decode: stream the row with four independent FMA chains, the next rows prefetched.
+            // SAFETY: prefetching never faults.
+            unsafe { prefetch(base.wrapping_add(2 * row_bytes), row_bytes) };
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let main32 = cols / 32 * 32;
+            for c in (0..main32).step_by(32) {
+                for (k, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: `c + 32 <= cols`: elements `c + 8k .. c + 8k + 8` exist.
+                    unsafe {
+                        let wv = load8::<D>(base, c + 8 * k);
+                        *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p.x.as_ptr().add(c + 8 * k)), *a);
+                    }
+                }
+            }
+            for c in (main32..main).step_by(8) {
+                // SAFETY: `c + 8 <= cols`.
+                unsafe {
+                    let wv = load8::<D>(base, c);
+                    acc[0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p.x.as_ptr().add(c)), acc[0]);
+                }
+            }
+            let tail: f32 = (main..cols).map(|c| w.get(r, c) * p.x[c]).sum();
+            let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            out[i] = hsum(sum) + tail;
+            continue;
+        }
         let mut t = 0;
         while t < m {
             let tn = (m - t).min(4);
