@@ -118,7 +118,7 @@ pub(crate) fn quantize_q8_with(isa: Isa, x: &[f32], m: usize, cols: usize) -> Q8
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512 | Isa::Avx512Vnni => {
-            super::avx2::quantize_q8(x, m, cols)
+            super::avx2_q8::quantize_q8(x, m, cols)
         }
         _ => reference::quantize_q8(x, m, cols),
     }
