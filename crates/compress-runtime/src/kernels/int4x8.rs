@@ -24,7 +24,6 @@ use super::{Int4Weight, Scales, QK};
 pub(crate) const BLOCK_BYTES: usize = 8 * QK / 2;
 
 /// An [`Int4Weight`] repacked eight rows at a time (see the module doc).
-#[derive(Debug)]
 pub struct Int4x8 {
     /// Output features (a multiple of 8).
     pub rows: usize,
@@ -38,6 +37,18 @@ pub struct Int4x8 {
     pub scales: Scales,
     /// `[rows / 8, groups, 8]` offsets `o = 8 + z` (`None`: symmetric, every `o = 8`).
     pub offsets: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Int4x8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The shape only: the codes are megabytes.
+        f.debug_struct("Int4x8")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("group_size", &self.group_size)
+            .field("asymmetric", &self.offsets.is_some())
+            .finish()
+    }
 }
 
 impl Int4x8 {
