@@ -12,7 +12,8 @@ bin=${1:-target/release/compress}
 steps=${2:-400}
 out=target/prune-recovery
 mkdir -p "$out"
-common=(--model examples/models/demo --sparsity 0.5 --eval-data examples/data/corpus/valid.txt
+# 64-token windows: half the cost of 128 per step, and more distinct windows per token budget.
+common=(--model examples/models/demo --sparsity 0.5 --seq-len 64 --eval-data examples/data/corpus/valid.txt
         --data examples/data/corpus/train.txt --overwrite -q --json)
 for c in magnitude wanda; do
     "$bin" prune "${common[@]}" --criterion "$c" --out "$out/oneshot-$c" > "$out/oneshot-$c.json"
