@@ -286,6 +286,14 @@ fn ppl(model: &LlamaModel, eval: &[Vec<u32>]) -> Result<Option<f64>> {
     Ok(Some(evaluate(model, None, eval, 8, 0, None)?.ppl))
 }
 
+/// Held-out perplexity after `steps` retraining steps (none when nothing was retrained).
+fn ppl_after(model: &LlamaModel, steps: usize, eval: &[Vec<u32>]) -> Result<Option<f64>> {
+    if steps == 0 {
+        return Ok(None);
+    }
+    ppl(model, eval)
+}
+
 fn rebuild(
     cfg: &LlamaConfig,
     tensors: &mut HashMap<String, Vec<f32>>,
@@ -393,11 +401,7 @@ pub fn prune(
             target: cfg.sparsity,
             sparsity: 1.0 - units_after as f64 / units_before.max(1) as f64,
             ppl_pruned,
-            ppl_retrained: if steps > 0 {
-                ppl(&model, data.eval)?
-            } else {
-                None
-            },
+            ppl_retrained: ppl_after(&model, steps, data.eval)?,
             retrain_steps: steps,
             layers: Vec::new(),
             updates: Vec::new(),
@@ -456,11 +460,7 @@ pub fn prune(
             target: s,
             sparsity: masks.pruned() as f64 / masks.params().max(1) as f64,
             ppl_pruned,
-            ppl_retrained: if steps > 0 {
-                ppl(&model, data.eval)?
-            } else {
-                None
-            },
+            ppl_retrained: ppl_after(&model, steps, data.eval)?,
             retrain_steps: steps,
             layers: masks.per_layer(),
             updates: hook.log,
