@@ -212,7 +212,7 @@ fn bad_prune_settings_fail_with_one_line() {
     let o = tmp.path().join("o");
     let (m, o) = (demo(), o.to_str().unwrap().to_string());
     let m = m.to_str().unwrap();
-    let base = |extra: &[&'static str]| {
+    let base = |extra: &[&str]| {
         let mut v: Vec<String> = ["prune", "--model", m, "--out", &o]
             .iter()
             .map(|s| s.to_string())
@@ -220,7 +220,7 @@ fn bad_prune_settings_fail_with_one_line() {
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
-    let run = |extra: &[&'static str], needle: &str| {
+    let run = |extra: &[&str], needle: &str| {
         let v = base(extra);
         let args: Vec<&str> = v.iter().map(String::as_str).collect();
         fails_with(&args, needle);
@@ -258,4 +258,8 @@ fn bad_prune_settings_fail_with_one_line() {
     );
     run(&["--pattern", "bogus"], "--pattern bogus");
     run(&["--pattern", "unstructured"], "--sparsity: required");
+    let short = tmp.path().join("short.json");
+    std::fs::write(&short, "[[1, 2, 3]]").unwrap();
+    let short = short.display().to_string();
+    run(&["--sparsity", "0.5", "--eval-data", &short], "no sequence");
 }

@@ -134,6 +134,11 @@ pub fn run(a: PruneArgs, common: &Common) -> Result<()> {
         Some(p) => spread(chunk(&docs(p)?, seq_len, seq_len), a.eval_samples),
         None => Vec::new(),
     };
+    if a.eval_data.is_some() && eval.is_empty() {
+        anyhow::bail!(
+            "--eval-data: no sequence of --seq-len {seq_len} tokens to score (or --eval-samples 0)"
+        );
+    }
     let run_dir = RunDir {
         dir: super::scratch_dir(&a.out, "prune")?,
     };
