@@ -423,9 +423,9 @@ pub struct QuantizeArgs {
 /// `--scope` of `compress prune`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PruneScope {
-    /// Each matrix gets the target sparsity.
+    /// Each matrix (or each layer's heads/neurons) gets the target sparsity.
     Layer,
-    /// The target holds over all pruned matrices together.
+    /// The target holds over the whole model together.
     Global,
 }
 
@@ -464,7 +464,8 @@ pub struct PruneArgs {
     /// unstructured, N:M (N of every M inputs pruned, e.g. 2:4), heads or neurons.
     #[arg(long, default_value = "unstructured")]
     pub pattern: String,
-    /// Unstructured sparsity per matrix (layer) or over all matrices (global).
+    /// Sparsity per matrix / per layer, or over the whole model (global: heads and neurons then
+    /// differ per layer, written as the compress_layer_shapes config extension).
     #[arg(long, value_enum, default_value_t = PruneScope::Layer)]
     pub scope: PruneScope,
     /// How weights (or heads/neurons) are ranked.

@@ -139,8 +139,15 @@ fn pruned_dirs_record_sparsity_and_quantization_keeps_the_zeros() {
 fn n_m_and_structured_dirs_load_and_decode_the_same_on_both_engines() {
     let tmp = tempfile::tempdir().unwrap();
     let model = demo();
-    for (pattern, check) in [("2:4", "2:4"), ("heads", "heads"), ("neurons", "neurons")] {
-        let out = tmp.path().join(pattern.replace(':', "of"));
+    for (pattern, check) in [
+        ("2:4", "2:4"),
+        ("heads", "heads"),
+        ("neurons", "neurons"),
+        ("neurons", "global"),
+    ] {
+        let out = tmp
+            .path()
+            .join(format!("{}-{check}", pattern.replace(':', "of")));
         let o = out.to_str().unwrap();
         let mut args = vec![
             "prune",
@@ -154,6 +161,9 @@ fn n_m_and_structured_dirs_load_and_decode_the_same_on_both_engines() {
         ];
         if pattern != "2:4" {
             args.extend(["--sparsity", "0.5"]);
+        }
+        if check == "global" {
+            args.extend(["--scope", "global"]);
         }
         compress(&args);
         let cfg = config(&out);
@@ -182,7 +192,17 @@ fn n_m_and_structured_dirs_load_and_decode_the_same_on_both_engines() {
                 assert_eq!(cfg["head_dim"], 32);
                 assert!(cfg.get("quantization_config").is_none());
             }
-            _ => assert_eq!(cfg["intermediate_size"], 352),
+            "neurons" => assert_eq!(cfg["intermediate_size"], 352),
+            _ => {
+                // Layers of different widths, listed per layer (total half of 4 × 704).
+                let shapes = cfg["compress_layer_shapes"].as_array().unwrap();
+                let widths: Vec<u64> = shapes
+                    .iter()
+                    .map(|s| s["intermediate_size"].as_u64().unwrap())
+                    .collect();
+                assert_eq!(widths.iter().sum::<u64>(), 2 * 704, "{widths:?}");
+                assert!(widths.iter().any(|&w| w != widths[0]), "{widths:?}");
+            }
         }
         let gen = |engine: &str| {
             compress(&[

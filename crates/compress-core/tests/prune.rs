@@ -179,8 +179,16 @@ fn structured_pruning_equals_zeroing_the_removed_units() {
     let device = Device::flex();
     let mc = micro_config();
     let tokens = batch_tensor(&[counting_docs()[0][..20].to_vec()], &device);
-    for pattern in [Pattern::Heads, Pattern::Neurons] {
-        let p = run(&config(pattern, Schedule::OneShot, 0));
+    for (pattern, scope) in [
+        (Pattern::Heads, Scope::Layer),
+        (Pattern::Neurons, Scope::Layer),
+        (Pattern::Heads, Scope::Global),
+        (Pattern::Neurons, Scope::Global),
+    ] {
+        let mut cfg = config(pattern, Schedule::OneShot, 0);
+        cfg.scope = scope;
+        let p = run(&cfg);
+        let what = format!("{pattern:?} {scope:?}");
         let dense = init_random(&mc, &device, 3).unwrap();
         let mut t = tensors(&dense);
         for k in &p.report.kept {
@@ -200,17 +208,35 @@ fn structured_pruning_equals_zeroing_the_removed_units() {
             .zip(&b)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max);
-        assert!(diff < 1e-4, "{pattern:?}: logits differ by {diff}");
-        match pattern {
-            Pattern::Heads => {
+        assert!(diff < 1e-4, "{what}: logits differ by {diff}");
+        let kept: usize = p.report.kept.iter().map(|k| k.kept.len()).sum();
+        let before: usize = p.report.kept.iter().map(|k| k.before).sum();
+        assert_eq!(kept, before / 2, "{what}");
+        // The written config describes every layer: rebuilding from it gives the same shapes.
+        let back = LlamaConfig::from_hf(&p.hf_config);
+        for (l, k) in p.report.kept.iter().enumerate() {
+            let ls = back.layer(l);
+            match pattern {
+                Pattern::Heads => assert_eq!(ls.num_key_value_heads, k.kept.len(), "{what}"),
+                _ => assert_eq!(ls.intermediate_size, k.kept.len(), "{what}"),
+            }
+            assert_eq!(
+                p.model.layers[l].self_attn.num_kv_heads,
+                back.layer(l).num_key_value_heads
+            );
+        }
+        match (pattern, scope) {
+            (Pattern::Heads, Scope::Layer) => {
                 assert_eq!(
                     (p.model.config.num_heads, p.model.config.num_kv_heads),
                     (2, 1)
                 );
                 assert_eq!(p.hf_config.num_attention_heads, 2);
             }
-            _ => assert_eq!(p.hf_config.intermediate_size, 36),
+            (Pattern::Neurons, Scope::Layer) => assert_eq!(p.hf_config.intermediate_size, 36),
+            _ => {}
         }
+        assert_eq!(p.report.params_after, back.num_parameters(), "{what}");
         assert!(p.report.params_after < p.report.params_before);
     }
 }

@@ -90,6 +90,22 @@ pub struct RopeScaling {
     pub original_max_position_embeddings: Option<usize>,
 }
 
+/// Top-level key (this project's extension) listing each decoder layer's own sizes, for
+/// structurally pruned models whose layers differ. transformers and vLLM ignore it and cannot
+/// load such a model; compress (core and runtime) reads it.
+pub const LAYER_SHAPES_KEY: &str = "compress_layer_shapes";
+
+/// One decoder layer's sizes under [`LAYER_SHAPES_KEY`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerShape {
+    /// Query heads of the layer.
+    pub num_attention_heads: usize,
+    /// Key/value heads of the layer.
+    pub num_key_value_heads: usize,
+    /// FFN inner width of the layer.
+    pub intermediate_size: usize,
+}
+
 /// Typed view of a Hugging Face `config.json`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HfConfig {
@@ -127,6 +143,8 @@ pub struct HfConfig {
     pub eos_token_ids: Vec<u32>,
     /// Stored weight dtype (`dtype` or `torch_dtype`), e.g. `"bfloat16"`.
     pub torch_dtype: Option<String>,
+    /// Per-layer sizes ([`LAYER_SHAPES_KEY`]); empty when every layer has the top-level sizes.
+    pub layer_shapes: Vec<LayerShape>,
     /// The whole original JSON object.
     pub raw: Map<String, Value>,
 }
@@ -184,6 +202,31 @@ impl HfConfig {
                 ),
             ));
         }
+        if !self.layer_shapes.is_empty() && self.layer_shapes.len() != self.num_hidden_layers {
+            return Err(FormatError::invalid(
+                path,
+                LAYER_SHAPES_KEY,
+                format!(
+                    "{} entries for num_hidden_layers {}",
+                    self.layer_shapes.len(),
+                    self.num_hidden_layers
+                ),
+            ));
+        }
+        for (l, ls) in self.layer_shapes.iter().enumerate() {
+            let (h, kv, i) = (
+                ls.num_attention_heads,
+                ls.num_key_value_heads,
+                ls.intermediate_size,
+            );
+            if h == 0 || kv == 0 || i == 0 || !h.is_multiple_of(kv) {
+                return Err(FormatError::invalid(
+                    path,
+                    format!("{LAYER_SHAPES_KEY}[{l}]"),
+                    format!("heads {h}, kv heads {kv}, intermediate {i}: sizes must be > 0 and heads a multiple of kv heads"),
+                ));
+            }
+        }
         for (key, v) in [
             ("rms_norm_eps", self.rms_norm_eps),
             ("rope_theta", self.rope_theta),
@@ -233,18 +276,31 @@ impl HfConfig {
     /// Total parameter count of the model this config describes.
     pub fn num_parameters(&self) -> usize {
         let h = self.hidden_size;
-        let q = self.num_attention_heads * self.head_dim;
-        let kv = self.num_key_value_heads * self.head_dim;
-        let i = self.intermediate_size;
-        let qkv_bias = if self.attention_bias { q + 2 * kv } else { 0 };
-        let o_bias = if self.o_proj_bias() { h } else { 0 };
-        let mlp_bias = if self.mlp_bias() { 2 * i + h } else { 0 };
-        let attn = h * q + 2 * h * kv + q * h + qkv_bias + o_bias;
-        let mlp = 3 * h * i + mlp_bias;
-        let layer = attn + mlp + 2 * h;
+        let layer = |ls: LayerShape| {
+            let q = ls.num_attention_heads * self.head_dim;
+            let kv = ls.num_key_value_heads * self.head_dim;
+            let i = ls.intermediate_size;
+            let qkv_bias = if self.attention_bias { q + 2 * kv } else { 0 };
+            let o_bias = if self.o_proj_bias() { h } else { 0 };
+            let mlp_bias = if self.mlp_bias() { 2 * i + h } else { 0 };
+            let attn = h * q + 2 * h * kv + q * h + qkv_bias + o_bias;
+            attn + 3 * h * i + mlp_bias + 2 * h
+        };
+        let layers: usize = (0..self.num_hidden_layers)
+            .map(|l| layer(self.layer(l)))
+            .sum();
         let embed = self.vocab_size * h;
         let lm_head = if self.tie_word_embeddings { 0 } else { embed };
-        embed + self.num_hidden_layers * layer + h + lm_head
+        embed + layers + h + lm_head
+    }
+
+    /// Layer `l`'s sizes: its [`LAYER_SHAPES_KEY`] entry, or the top-level sizes.
+    pub fn layer(&self, l: usize) -> LayerShape {
+        self.layer_shapes.get(l).copied().unwrap_or(LayerShape {
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            intermediate_size: self.intermediate_size,
+        })
     }
 }
 
@@ -292,6 +348,40 @@ pub(crate) mod tests {
         let mut v: Map<String, Value> = serde_json::from_str(json).unwrap();
         edit(&mut v);
         serde_json::to_string(&v).unwrap()
+    }
+
+    #[test]
+    fn per_layer_shapes_round_trip_and_are_checked() {
+        let shapes = serde_json::json!([
+            {"num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 100},
+            {"num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 128}
+        ]);
+        let text = with(TF5_LLAMA, |v| {
+            v.insert(LAYER_SHAPES_KEY.into(), shapes.clone());
+        });
+        let c = parse(&text).unwrap();
+        assert_eq!(c.layer(1).num_key_value_heads, 1);
+        assert_eq!(c.layer(0).intermediate_size, 100);
+        let back = parse(&c.to_json_string()).unwrap();
+        assert_eq!(back.layer_shapes, c.layer_shapes);
+        let uniform = parse(TF5_LLAMA).unwrap();
+        assert!(c.num_parameters() < uniform.num_parameters());
+        // Dropping the shapes removes the key.
+        let mut u = c.clone();
+        u.layer_shapes.clear();
+        assert!(!u.to_json_string().contains(LAYER_SHAPES_KEY));
+        for bad in [
+            serde_json::json!([{"num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 100}]),
+            serde_json::json!([{"num_attention_heads": 3, "num_key_value_heads": 2, "intermediate_size": 1},
+                               {"num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 1}]),
+            serde_json::json!("wide"),
+        ] {
+            let text = with(TF5_LLAMA, |v| {
+                v.insert(LAYER_SHAPES_KEY.into(), bad.clone());
+            });
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(LAYER_SHAPES_KEY), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -60,6 +60,17 @@ pub fn run(a: InspectArgs) -> Result<()> {
         "  layers         {} × (hidden {}, ffn {}, heads {} / kv {} × {})",
         c.num_layers, c.hidden_size, c.intermediate_size, c.num_heads, c.num_kv_heads, c.head_dim
     );
+    if !hf.layer_shapes.is_empty() {
+        let list = |f: fn(&compress_format::hf_config::LayerShape) -> usize| {
+            hf.layer_shapes.iter().map(f).collect::<Vec<_>>()
+        };
+        println!(
+            "  per layer      heads {:?}, kv {:?}, ffn {:?} (compress_layer_shapes: largest above)",
+            list(|x| x.num_attention_heads),
+            list(|x| x.num_key_value_heads),
+            list(|x| x.intermediate_size)
+        );
+    }
     println!("  vocab          {}", c.vocab_size);
     println!(
         "  rope           theta {}{}",

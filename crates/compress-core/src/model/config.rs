@@ -1,7 +1,9 @@
 //! [`LlamaConfig`]: the run-time shape of a Llama-family decoder, built from an HF
 //! `config.json` ([`LlamaConfig::from_hf`]) or a preset ([`LlamaConfig::preset`]).
 
-use compress_format::hf_config::{Architecture, HfConfig, RopeScaling};
+use compress_format::hf_config::{
+    Architecture, HfConfig, LayerShape, RopeScaling, LAYER_SHAPES_KEY,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
@@ -45,6 +47,10 @@ pub struct LlamaConfig {
     /// End-of-sequence tokens (generation stops at any of them).
     #[serde(default)]
     pub eos_token_ids: Vec<u32>,
+    /// Per-layer sizes of a non-uniformly pruned model (empty: every layer has the sizes above,
+    /// which are then the largest of any layer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_shapes: Vec<LayerShape>,
 }
 
 fn default_arch() -> Architecture {
@@ -72,6 +78,7 @@ impl LlamaConfig {
             max_position_embeddings: hf.max_position_embeddings,
             bos_token_id: hf.bos_token_id,
             eos_token_ids: hf.eos_token_ids.clone(),
+            layer_shapes: hf.layer_shapes.clone(),
         }
     }
 
@@ -95,6 +102,7 @@ impl LlamaConfig {
                 max_position_embeddings: 512,
                 bos_token_id: Some(1),
                 eos_token_ids: vec![2],
+                layer_shapes: Vec::new(),
             }),
             other => Err(CoreError::Invalid(format!(
                 "unknown model preset `{other}` (known: tiny; or pass a config.json path)"
@@ -160,6 +168,12 @@ impl LlamaConfig {
         if let Some(bos) = self.bos_token_id {
             obj.insert("bos_token_id".into(), bos.into());
         }
+        if !self.layer_shapes.is_empty() {
+            obj.insert(
+                LAYER_SHAPES_KEY.into(),
+                serde_json::to_value(&self.layer_shapes).expect("layer shapes serialize"),
+            );
+        }
         match self.eos_token_ids.as_slice() {
             [] => {}
             [one] => {
@@ -188,23 +202,34 @@ impl LlamaConfig {
         }
     }
 
+    /// Layer `l`'s own sizes (the top-level ones unless `layer_shapes` lists them).
+    pub fn layer(&self, l: usize) -> LayerShape {
+        self.layer_shapes.get(l).copied().unwrap_or(LayerShape {
+            num_attention_heads: self.num_heads,
+            num_key_value_heads: self.num_kv_heads,
+            intermediate_size: self.intermediate_size,
+        })
+    }
+
     /// Number of parameters of a model of this shape.
     pub fn num_parameters(&self) -> usize {
         let h = self.hidden_size;
-        let q = self.num_heads * self.head_dim;
-        let kv = self.num_kv_heads * self.head_dim;
-        let mut attn = h * q + 2 * h * kv + q * h;
-        if self.attention_bias {
-            attn += q + 2 * kv;
-        }
-        if self.o_proj_bias() {
-            attn += h;
-        }
-        let mlp = 3 * h * self.intermediate_size;
-        let layer = attn + mlp + 2 * h;
+        let layer = |ls: LayerShape| {
+            let q = ls.num_attention_heads * self.head_dim;
+            let kv = ls.num_key_value_heads * self.head_dim;
+            let mut attn = h * q + 2 * h * kv + q * h;
+            if self.attention_bias {
+                attn += q + 2 * kv;
+            }
+            if self.o_proj_bias() {
+                attn += h;
+            }
+            attn + 3 * h * ls.intermediate_size + 2 * h
+        };
+        let layers: usize = (0..self.num_layers).map(|l| layer(self.layer(l))).sum();
         let embed = self.vocab_size * h;
         let head = if self.tie_word_embeddings { 0 } else { embed };
-        embed + self.num_layers * layer + h + head
+        embed + layers + h + head
     }
 }
 

@@ -52,15 +52,16 @@ fn spec(name: String, shape: Vec<usize>, kind: TensorKind) -> TensorSpec {
 pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
     use TensorKind::*;
     let h = cfg.hidden_size;
-    let q = cfg.num_heads * cfg.head_dim;
-    let kv = cfg.num_kv_heads * cfg.head_dim;
-    let i = cfg.intermediate_size;
     let mut out = vec![spec(
         "model.embed_tokens.weight".into(),
         vec![cfg.vocab_size, h],
         Embedding,
     )];
     for l in 0..cfg.num_layers {
+        let ls = cfg.layer(l);
+        let q = ls.num_attention_heads * cfg.head_dim;
+        let kv = ls.num_key_value_heads * cfg.head_dim;
+        let i = ls.intermediate_size;
         let p = format!("model.layers.{l}");
         out.push(spec(format!("{p}.input_layernorm.weight"), vec![h], Norm));
         for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
@@ -250,8 +251,8 @@ fn take_layer(cfg: &LlamaConfig, l: usize, src: &mut Pending) -> Result<DecoderL
             k_proj: src.linear(&format!("{p}.self_attn.k_proj"), ab)?,
             v_proj: src.linear(&format!("{p}.self_attn.v_proj"), ab)?,
             o_proj: src.linear(&format!("{p}.self_attn.o_proj"), cfg.o_proj_bias())?,
-            num_heads: cfg.num_heads,
-            num_kv_heads: cfg.num_kv_heads,
+            num_heads: cfg.layer(l).num_attention_heads,
+            num_kv_heads: cfg.layer(l).num_key_value_heads,
             head_dim: cfg.head_dim,
             fake_quant: Default::default(),
         },

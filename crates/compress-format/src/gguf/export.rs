@@ -261,6 +261,13 @@ pub fn export_gguf(
             "MLP biases cannot be expressed in llama.cpp's llama architecture",
         ));
     }
+    if !cfg.layer_shapes.is_empty() {
+        return Err(FormatError::invalid(
+            &config_path,
+            crate::hf_config::LAYER_SHAPES_KEY,
+            "layers of different sizes cannot be expressed in llama.cpp's llama architecture",
+        ));
+    }
     let quant = match cfg.raw.get("quantization_config") {
         Some(v) => read_compression(v, &config_path)?.0,
         None => None,

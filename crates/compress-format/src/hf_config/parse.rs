@@ -5,7 +5,7 @@
 //! floats (`4096.0`) are accepted. Every error names the file and the key,
 //! with nested keys written as `rope_scaling.factor`.
 
-use super::{Architecture, HfConfig, RopeScaling};
+use super::{Architecture, HfConfig, LayerShape, RopeScaling, LAYER_SHAPES_KEY};
 use crate::error::{FormatError, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -234,6 +234,16 @@ impl HfConfig {
             None => k.opt_str("torch_dtype")?.map(str::to_string),
         };
 
+        let layer_shapes = match k.get(LAYER_SHAPES_KEY) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => serde_json::from_value::<Vec<LayerShape>>(v.clone()).map_err(|e| {
+                FormatError::invalid(
+                    path,
+                    LAYER_SHAPES_KEY,
+                    format!("expected a list of {{num_attention_heads, num_key_value_heads, intermediate_size}}: {e}"),
+                )
+            })?,
+        };
         let cfg = HfConfig {
             architecture,
             hidden_size,
@@ -254,6 +264,7 @@ impl HfConfig {
             bos_token_id: k.opt_u32("bos_token_id")?,
             eos_token_ids,
             torch_dtype,
+            layer_shapes,
             raw: Map::new(),
         };
         cfg.validate(path)?;

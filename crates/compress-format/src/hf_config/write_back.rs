@@ -81,6 +81,14 @@ pub(super) fn write_back(cfg: &HfConfig, orig: Option<&HfConfig>, out: &mut Map<
         tie_word_embeddings,
         attention_bias
     );
+    if changed!(layer_shapes) {
+        if cfg.layer_shapes.is_empty() {
+            out.remove(super::LAYER_SHAPES_KEY);
+        } else {
+            let v = serde_json::to_value(&cfg.layer_shapes).expect("layer shapes serialize");
+            out.insert(super::LAYER_SHAPES_KEY.into(), v);
+        }
+    }
     // head_dim: keep an explicit key up to date; add one when it can no longer be derived.
     let derivable = cfg.num_attention_heads > 0
         && cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)

@@ -100,12 +100,12 @@ impl Pattern {
     }
 }
 
-/// Where unstructured sparsity is counted.
+/// Where sparsity is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Scope {
-    /// Each matrix gets the target sparsity.
+    /// Each matrix (heads/neurons: each layer) gets the target sparsity.
     Layer,
-    /// The target holds over all targeted matrices together.
+    /// The target holds over the whole model (heads/neurons: layers then differ in size).
     Global,
 }
 
@@ -136,7 +136,7 @@ pub struct PruneConfig {
     pub sparsity: f64,
     /// What is pruned.
     pub pattern: Pattern,
-    /// Per layer or global (unstructured only).
+    /// Per layer or global (not for N:M).
     pub scope: Scope,
     /// How weights are ranked.
     pub criterion: Criterion,
@@ -176,8 +176,8 @@ impl PruneConfig {
                 self.pattern.name()
             ));
         }
-        if self.scope == Scope::Global && self.pattern != Pattern::Unstructured {
-            return bad("--scope global: only applies to --pattern unstructured".into());
+        if self.scope == Scope::Global && matches!(self.pattern, Pattern::NM { .. }) {
+            return bad("--scope global: N:M groups are per row; use --scope layer".into());
         }
         if self.schedule != Schedule::OneShot && self.retrain.is_none() {
             return bad(format!(
@@ -376,13 +376,18 @@ pub fn prune(
     if cfg.pattern.is_structured() {
         let mut tensors = all_tensors(&model);
         let (new_cfg, kept) = match cfg.pattern {
-            Pattern::Heads => {
-                structured::prune_heads(&model.config, &mut tensors, cfg.sparsity, norms.as_ref())?
-            }
+            Pattern::Heads => structured::prune_heads(
+                &model.config,
+                &mut tensors,
+                cfg.sparsity,
+                cfg.scope,
+                norms.as_ref(),
+            )?,
             _ => structured::prune_neurons(
                 &model.config,
                 &mut tensors,
                 cfg.sparsity,
+                cfg.scope,
                 norms.as_ref(),
             )?,
         };
@@ -392,10 +397,11 @@ pub fn prune(
         hf.num_attention_heads = new_cfg.num_heads;
         hf.num_key_value_heads = new_cfg.num_kv_heads;
         hf.intermediate_size = new_cfg.intermediate_size;
+        hf.layer_shapes = new_cfg.layer_shapes.clone();
         let ppl_pruned = ppl(&pruned, data.eval)?;
         let (model, steps) = retrain(pruned, &mut NoHook, 1, &hf)?;
-        let units_before = kept.first().map_or(0, |k| k.before);
-        let units_after = kept.first().map_or(0, |k| k.kept.len());
+        let units_before: usize = kept.iter().map(|k| k.before).sum();
+        let units_after: usize = kept.iter().map(|k| k.kept.len()).sum();
         let r = RoundReport {
             round: 1,
             target: cfg.sparsity,

@@ -8,16 +8,22 @@
 //!   column `i`.
 //!
 //! Units are scored by the L2 norm of all their weights, each weight scaled by the norm of its
-//! input feature under Wanda (`|w| · ‖x‖`). Every layer drops the same number of units,
-//! `round(s · units)` (each layer picks its own lowest), so the result is a plain Llama config
-//! (`num_attention_heads`, `num_key_value_heads`, `intermediate_size`, explicit `head_dim`)
-//! that transformers loads as it is.
+//! input feature under Wanda (`|w| · ‖x‖`). With `--scope layer` every layer drops the same
+//! number of units, `round(s · units)` (each layer picks its own lowest), so the result is a
+//! plain Llama config (`num_attention_heads`, `num_key_value_heads`, `intermediate_size`,
+//! explicit `head_dim`) that transformers loads as it is. With `--scope global` the lowest
+//! `round(s · all units)` go wherever they are (every layer keeps at least one); layers then
+//! differ, and their sizes are listed under `compress_layer_shapes` in config.json (this
+//! project's extension: core and the runtime read it, transformers does not).
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
+use compress_format::hf_config::LayerShape;
+
 use super::wanda::InputNorms;
+use super::Scope;
 use crate::error::{CoreError, Result};
 use crate::model::LlamaConfig;
 
@@ -107,112 +113,200 @@ fn get<'a>(t: &'a HashMap<String, Vec<f32>>, name: &str) -> Result<&'a Vec<f32>>
         .ok_or_else(|| CoreError::Invalid(format!("tensor `{name}` missing")))
 }
 
-/// Drops `round(s · kv_heads)` KV groups per layer from `tensors` (HF layout) and returns the
-/// shrunk config and what each layer kept.
+/// The units each layer keeps, ascending, given per-layer `scores` (higher is kept first).
+/// `Layer`: every layer drops `round(s · units)` of its own. `Global`: `round(s · total)` over
+/// all layers by score, every layer keeping at least one.
+fn choose(scores: &[Vec<f64>], s: f64, scope: Scope, what: &str) -> Result<Vec<Vec<usize>>> {
+    if scope == Scope::Layer {
+        return scores
+            .iter()
+            .map(|sc| Ok(keep_best(sc, drop_count(s, sc.len(), what)?)))
+            .collect();
+    }
+    let total: usize = scores.iter().map(Vec::len).sum();
+    let drop = (s * total as f64).round() as usize;
+    if drop == 0 || drop > total - scores.len() {
+        return Err(CoreError::Invalid(format!(
+            "--sparsity {s} --scope global: would prune {drop} of the {total} {what} of the model; \
+             at least one per layer must stay and at least one must go"
+        )));
+    }
+    let mut all: Vec<(f64, usize, usize)> = scores
+        .iter()
+        .enumerate()
+        .flat_map(|(l, sc)| sc.iter().enumerate().map(move |(u, &v)| (v, l, u)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+    let mut left: Vec<usize> = scores.iter().map(Vec::len).collect();
+    let mut dropped: Vec<Vec<bool>> = scores.iter().map(|sc| vec![false; sc.len()]).collect();
+    let mut n = 0;
+    for (_, l, u) in all {
+        if n == drop {
+            break;
+        }
+        if left[l] > 1 {
+            dropped[l][u] = true;
+            left[l] -= 1;
+            n += 1;
+        }
+    }
+    Ok(dropped
+        .iter()
+        .map(|d| (0..d.len()).filter(|&u| !d[u]).collect())
+        .collect())
+}
+
+/// The config after layer `l` kept `(kv_heads, heads, intermediate)` = `sizes[l]`: uniform
+/// sizes at the top level, or per-layer `layer_shapes` (top level: the largest layer).
+fn shrunk_config(cfg: &LlamaConfig, sizes: &[LayerShape]) -> LlamaConfig {
+    let mut out = cfg.clone();
+    let max = |f: fn(&LayerShape) -> usize| sizes.iter().map(f).max().unwrap_or(0);
+    out.num_heads = max(|x| x.num_attention_heads);
+    out.num_kv_heads = max(|x| x.num_key_value_heads);
+    out.intermediate_size = max(|x| x.intermediate_size);
+    let uniform = sizes.windows(2).all(|w| w[0] == w[1]);
+    out.layer_shapes = if uniform { Vec::new() } else { sizes.to_vec() };
+    out
+}
+
+/// Drops KV groups (each with its query heads) from `tensors` (HF layout): `round(s · kv_heads)`
+/// per layer, or `round(s · all groups)` by global rank; returns the shrunk config and what each
+/// layer kept.
 pub fn prune_heads(
     cfg: &LlamaConfig,
     tensors: &mut HashMap<String, Vec<f32>>,
     s: f64,
+    scope: Scope,
     norms: Option<&InputNorms>,
 ) -> Result<(LlamaConfig, Vec<LayerUnits>)> {
-    let (h, hd, kvh) = (cfg.hidden_size, cfg.head_dim, cfg.num_kv_heads);
-    let rep = cfg.num_heads / kvh;
-    let drop = drop_count(s, kvh, "key/value heads (each with its query heads)")?;
-    let mut report = Vec::new();
+    let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+    let name = |l: usize, x: &str| format!("model.layers.{l}.self_attn.{x}");
+    let n = |l: usize, x: &str| norms.and_then(|n| n.norms.get(&name(l, x)).map(Vec::as_slice));
+    let mut scores = Vec::new();
     for l in 0..cfg.num_layers {
-        let p = format!("model.layers.{l}.self_attn");
-        let name = |x: &str| format!("{p}.{x}");
-        let n = |x: &str| norms.and_then(|n| n.norms.get(&name(x)).map(Vec::as_slice));
-        let (q, k, v, o) = (
-            get(tensors, &name("q_proj.weight"))?,
-            get(tensors, &name("k_proj.weight"))?,
-            get(tensors, &name("v_proj.weight"))?,
-            get(tensors, &name("o_proj.weight"))?,
+        let ls = cfg.layer(l);
+        let (kvh, rep) = (
+            ls.num_key_value_heads,
+            ls.num_attention_heads / ls.num_key_value_heads,
         );
-        let qw = cfg.num_heads * hd;
-        let scores: Vec<f64> = (0..kvh)
-            .map(|g| {
-                let (q0, q1) = (g * rep * hd, (g + 1) * rep * hd);
-                rows_energy(q, h, q0..q1, n("q_proj.weight"))
-                    + rows_energy(k, h, g * hd..(g + 1) * hd, n("k_proj.weight"))
-                    + rows_energy(v, h, g * hd..(g + 1) * hd, n("v_proj.weight"))
-                    + cols_energy(o, qw, q0..q1, n("o_proj.weight"))
-            })
-            .collect();
-        let kept = keep_best(&scores, drop);
-        let q = take_rows(q, h, rep * hd, &kept);
-        let k = take_rows(k, h, hd, &kept);
-        let v = take_rows(v, h, hd, &kept);
-        let o = take_cols(o, qw, rep * hd, &kept);
-        tensors.insert(name("q_proj.weight"), q);
-        tensors.insert(name("k_proj.weight"), k);
-        tensors.insert(name("v_proj.weight"), v);
-        tensors.insert(name("o_proj.weight"), o);
-        for (b, block) in [
-            ("q_proj.bias", rep * hd),
-            ("k_proj.bias", hd),
-            ("v_proj.bias", hd),
-        ] {
-            if let Some(bias) = tensors.get(&name(b)) {
-                let shrunk = take_rows(bias, 1, block, &kept);
-                tensors.insert(name(b), shrunk);
-            }
-        }
+        let (q, k) = (
+            get(tensors, &name(l, "q_proj.weight"))?,
+            get(tensors, &name(l, "k_proj.weight"))?,
+        );
+        let (v, o) = (
+            get(tensors, &name(l, "v_proj.weight"))?,
+            get(tensors, &name(l, "o_proj.weight"))?,
+        );
+        let qw = ls.num_attention_heads * hd;
+        scores.push(
+            (0..kvh)
+                .map(|g| {
+                    let (q0, q1) = (g * rep * hd, (g + 1) * rep * hd);
+                    rows_energy(q, h, q0..q1, n(l, "q_proj.weight"))
+                        + rows_energy(k, h, g * hd..(g + 1) * hd, n(l, "k_proj.weight"))
+                        + rows_energy(v, h, g * hd..(g + 1) * hd, n(l, "v_proj.weight"))
+                        + cols_energy(o, qw, q0..q1, n(l, "o_proj.weight"))
+                })
+                .collect::<Vec<f64>>(),
+        );
+    }
+    let kept = choose(
+        &scores,
+        s,
+        scope,
+        "key/value heads (each with its query heads)",
+    )?;
+    let mut report = Vec::new();
+    let mut sizes = Vec::new();
+    for (l, kept) in kept.into_iter().enumerate() {
+        let ls = cfg.layer(l);
+        let rep = ls.num_attention_heads / ls.num_key_value_heads;
+        let qw = ls.num_attention_heads * hd;
+        let shrink =
+            |t: &mut HashMap<String, Vec<f32>>, x: &str, f: &dyn Fn(&[f32]) -> Vec<f32>| {
+                if let Some(w) = t.get(&name(l, x)) {
+                    let out = f(w);
+                    t.insert(name(l, x), out);
+                }
+            };
+        shrink(tensors, "q_proj.weight", &|w| {
+            take_rows(w, h, rep * hd, &kept)
+        });
+        shrink(tensors, "k_proj.weight", &|w| take_rows(w, h, hd, &kept));
+        shrink(tensors, "v_proj.weight", &|w| take_rows(w, h, hd, &kept));
+        shrink(tensors, "o_proj.weight", &|w| {
+            take_cols(w, qw, rep * hd, &kept)
+        });
+        shrink(tensors, "q_proj.bias", &|b| {
+            take_rows(b, 1, rep * hd, &kept)
+        });
+        shrink(tensors, "k_proj.bias", &|b| take_rows(b, 1, hd, &kept));
+        shrink(tensors, "v_proj.bias", &|b| take_rows(b, 1, hd, &kept));
+        sizes.push(LayerShape {
+            num_attention_heads: kept.len() * rep,
+            num_key_value_heads: kept.len(),
+            intermediate_size: ls.intermediate_size,
+        });
         report.push(LayerUnits {
             layer: l,
-            before: kvh,
+            before: ls.num_key_value_heads,
             kept,
         });
     }
-    let mut out = cfg.clone();
-    out.num_kv_heads = kvh - drop;
-    out.num_heads = (kvh - drop) * rep;
-    Ok((out, report))
+    Ok((shrunk_config(cfg, &sizes), report))
 }
 
-/// Drops `round(s · intermediate)` FFN neurons per layer from `tensors` (HF layout) and returns
-/// the shrunk config and what each layer kept.
+/// Drops FFN neurons from `tensors` (HF layout): `round(s · intermediate)` per layer, or
+/// `round(s · all neurons)` by global rank; returns the shrunk config and what each layer kept.
 pub fn prune_neurons(
     cfg: &LlamaConfig,
     tensors: &mut HashMap<String, Vec<f32>>,
     s: f64,
+    scope: Scope,
     norms: Option<&InputNorms>,
 ) -> Result<(LlamaConfig, Vec<LayerUnits>)> {
-    let (h, units) = (cfg.hidden_size, cfg.intermediate_size);
-    let drop = drop_count(s, units, "FFN neurons")?;
-    let mut report = Vec::new();
+    let h = cfg.hidden_size;
+    let name = |l: usize, x: &str| format!("model.layers.{l}.mlp.{x}.weight");
+    let n = |l: usize, x: &str| norms.and_then(|n| n.norms.get(&name(l, x)).map(Vec::as_slice));
+    let mut scores = Vec::new();
     for l in 0..cfg.num_layers {
-        let p = format!("model.layers.{l}.mlp");
-        let name = |x: &str| format!("{p}.{x}.weight");
-        let n = |x: &str| norms.and_then(|n| n.norms.get(&name(x)).map(Vec::as_slice));
-        let (gate, up, down) = (
-            get(tensors, &name("gate_proj"))?,
-            get(tensors, &name("up_proj"))?,
-            get(tensors, &name("down_proj"))?,
+        let units = cfg.layer(l).intermediate_size;
+        let gate = get(tensors, &name(l, "gate_proj"))?;
+        let up = get(tensors, &name(l, "up_proj"))?;
+        let down = get(tensors, &name(l, "down_proj"))?;
+        scores.push(
+            (0..units)
+                .map(|i| {
+                    rows_energy(gate, h, i..i + 1, n(l, "gate_proj"))
+                        + rows_energy(up, h, i..i + 1, n(l, "up_proj"))
+                        + cols_energy(down, units, i..i + 1, n(l, "down_proj"))
+                })
+                .collect::<Vec<f64>>(),
         );
-        let scores: Vec<f64> = (0..units)
-            .map(|i| {
-                rows_energy(gate, h, i..i + 1, n("gate_proj"))
-                    + rows_energy(up, h, i..i + 1, n("up_proj"))
-                    + cols_energy(down, units, i..i + 1, n("down_proj"))
-            })
-            .collect();
-        let kept = keep_best(&scores, drop);
-        let gate = take_rows(gate, h, 1, &kept);
-        let up = take_rows(up, h, 1, &kept);
-        let down = take_cols(down, units, 1, &kept);
-        tensors.insert(name("gate_proj"), gate);
-        tensors.insert(name("up_proj"), up);
-        tensors.insert(name("down_proj"), down);
+    }
+    let kept = choose(&scores, s, scope, "FFN neurons")?;
+    let mut report = Vec::new();
+    let mut sizes = Vec::new();
+    for (l, kept) in kept.into_iter().enumerate() {
+        let ls = cfg.layer(l);
+        let units = ls.intermediate_size;
+        let gate = take_rows(get(tensors, &name(l, "gate_proj"))?, h, 1, &kept);
+        let up = take_rows(get(tensors, &name(l, "up_proj"))?, h, 1, &kept);
+        let down = take_cols(get(tensors, &name(l, "down_proj"))?, units, 1, &kept);
+        tensors.insert(name(l, "gate_proj"), gate);
+        tensors.insert(name(l, "up_proj"), up);
+        tensors.insert(name(l, "down_proj"), down);
+        sizes.push(LayerShape {
+            intermediate_size: kept.len(),
+            ..ls
+        });
         report.push(LayerUnits {
             layer: l,
             before: units,
             kept,
         });
     }
-    let mut out = cfg.clone();
-    out.intermediate_size = units - drop;
-    Ok((out, report))
+    Ok((shrunk_config(cfg, &sizes), report))
 }
 
 #[cfg(test)]
