@@ -3,6 +3,7 @@
 //! to exactly zero after every optimizer step, so a mask stays exact through any training.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord};
@@ -15,6 +16,8 @@ use crate::error::{CoreError, Result};
 #[derive(Clone, Debug, Default)]
 pub struct ParamMasks {
     masks: HashMap<ParamId, TensorData>,
+    /// The masks as tensors on the device they were last used on (uploaded once, not per step).
+    on_device: Arc<Mutex<HashMap<ParamId, Tensor<2>>>>,
 }
 
 impl ParamMasks {
@@ -28,6 +31,12 @@ impl ParamMasks {
         assert_eq!(keep.len(), rows * cols, "mask is not [{rows}, {cols}]");
         let v: Vec<f32> = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
         self.masks.insert(id, TensorData::new(v, [rows, cols]));
+        self.cache().remove(&id);
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<ParamId, Tensor<2>>> {
+        // A poisoned lock only means another thread panicked mid-insert; the map stays usable.
+        self.on_device.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Number of masked parameters.
@@ -49,9 +58,16 @@ impl ParamMasks {
     }
 
     fn tensor(&self, id: &ParamId, device: &Device) -> Option<Tensor<2>> {
-        self.masks
-            .get(id)
-            .map(|m| Tensor::from_data(m.clone(), device))
+        let data = self.masks.get(id)?;
+        let mut cache = self.cache();
+        match cache.get(id) {
+            Some(t) if &t.device() == device => Some(t.clone()),
+            _ => {
+                let t = Tensor::from_data(data.clone(), device);
+                cache.insert(*id, t.clone());
+                Some(t)
+            }
+        }
     }
 
     /// Multiplies the gradients of masked parameters by their masks.
@@ -117,21 +133,25 @@ struct Apply<'a> {
 
 impl ModuleMapper for Apply<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(mask) = self.masks.masks.get(&param.id) else {
-            return param;
-        };
-        if D != 2 {
+        if D != 2 || !self.masks.masks.contains_key(&param.id) {
             return param;
         }
-        let mask = mask.clone();
+        let id = param.id;
+        let masks = self.masks;
+        // The mask as a `D`-dimensional tensor (`D == 2` here) on `device`.
+        let mask = |device: &Device| -> Tensor<D> {
+            let m = masks.tensor(&id, device).expect("key present");
+            let shape = m.shape();
+            m.reshape::<D, _>(shape)
+        };
         param.map(|t| {
             if t.is_autodiff() {
                 let trainable = t.is_require_grad();
                 let inner = t.inner();
-                let m: Tensor<D> = Tensor::from_data(mask, &inner.device());
+                let m = mask(&inner.device());
                 Tensor::from_inner(inner * m).set_require_grad(trainable)
             } else {
-                let m: Tensor<D> = Tensor::from_data(mask, &t.device());
+                let m = mask(&t.device());
                 t * m
             }
         })
