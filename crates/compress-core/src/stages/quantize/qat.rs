@@ -17,7 +17,6 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, FloatDType, Tensor};
 use compress_format::hf_config::HfConfig;
 use compress_format::pack_quantized::{QuantStrategy, WeightQuant};
@@ -292,10 +291,7 @@ impl TrainHook for Distill<'_> {
 
 /// Mean over positions of `KL(softmax(teacher) ‖ softmax(student))`, logits `[b, s, v]`.
 pub fn kl_divergence(teacher: Tensor<3>, student: Tensor<3>) -> Tensor<1> {
-    let lt = log_softmax(teacher, 2);
-    let ls = log_softmax(student, 2);
-    let kl = (lt.clone().exp() * (lt - ls)).sum_dim(2);
-    kl.mean()
+    crate::stages::distill::loss::kl_per_token(teacher, student).mean()
 }
 
 fn trainable<const D: usize>(p: Param<Tensor<D>>, on: bool) -> Param<Tensor<D>> {
