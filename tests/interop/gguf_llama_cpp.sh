@@ -79,9 +79,19 @@ done
 
 echo "== perplexity, n_ctx 256 (second half of each window scored)"
 # Plain runs print "Final estimate: PPL = X"; --kl-divergence runs print "Mean PPL(Q) : X".
+# A run that ends without its estimate (seen once: the log stopped at the last chunk) is retried.
 ppl() {
-    "$bin/llama-perplexity" -m "$1" -f "$text" -c 256 -b 256 -t "$(nproc)" "${@:2}" > "$1.log" 2>&1
-    sed -n -e 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' -e 's/^Mean PPL(Q) *: *\([0-9.]*\).*/\1/p' "$1.log"
+    local v
+    for _ in 1 2; do
+        "$bin/llama-perplexity" -m "$1" -f "$text" -c 256 -b 256 -t "$(nproc)" "${@:2}" > "$1.log" 2>&1 || true
+        v=$(sed -n -e 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' -e 's/^Mean PPL(Q) *: *\([0-9.]*\).*/\1/p' "$1.log")
+        if [ -n "$v" ]; then
+            echo "$v"
+            return 0
+        fi
+    done
+    echo "llama-perplexity printed no estimate for $1 (log: $1.log)" >&2
+    return 1
 }
 kld() { sed -n 's/^Mean    KLD: *\([0-9.e-]*\).*/\1/p' "$1.log"; }
 ours_ppl=$(compress eval --model "$model" --data "$text" --seq-len 256 --context 128 --json \
