@@ -142,6 +142,14 @@ pub fn chunk(docs: &[Vec<u32>], len: usize, min_len: usize) -> Vec<Vec<u32>> {
     out
 }
 
+/// Up to `n` of `rows`, spread evenly over them (row `i · len / n` for `i < n`).
+pub fn spread(rows: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
+    let take = n.min(rows.len());
+    (0..take)
+        .map(|i| rows[i * rows.len() / take].clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use compress_core::data::{chunk, load_documents};
+use compress_core::data::{chunk, load_documents, spread};
 use compress_core::outdir::check_output_dir;
 use compress_core::stages::prune::{
     prune, save_pruned, Criterion, Pattern, PruneConfig, PruneData, PruneReport, RoundReport,
@@ -119,19 +119,13 @@ pub fn run(a: PruneArgs, common: &Common) -> Result<()> {
     if cfg.retrain.is_some() && train.is_empty() {
         anyhow::bail!("--data: no window of --seq-len {seq_len} + 1 tokens to retrain on");
     }
-    let spread = |rows: Vec<Vec<u32>>, n: usize| -> Vec<Vec<u32>> {
-        let take = n.min(rows.len());
-        (0..take)
-            .map(|i| rows[i * rows.len() / take].clone())
-            .collect()
-    };
     let calib = match (&a.calib, cfg.criterion) {
-        (Some(p), _) => spread(chunk(&docs(p)?, seq_len, seq_len), a.calib_samples),
-        (None, Criterion::Wanda) => spread(chunk(&train_docs, seq_len, seq_len), a.calib_samples),
+        (Some(p), _) => spread(&chunk(&docs(p)?, seq_len, seq_len), a.calib_samples),
+        (None, Criterion::Wanda) => spread(&chunk(&train_docs, seq_len, seq_len), a.calib_samples),
         _ => Vec::new(),
     };
     let eval = match &a.eval_data {
-        Some(p) => spread(chunk(&docs(p)?, seq_len, seq_len), a.eval_samples),
+        Some(p) => spread(&chunk(&docs(p)?, seq_len, seq_len), a.eval_samples),
         None => Vec::new(),
     };
     if a.eval_data.is_some() && eval.is_empty() {

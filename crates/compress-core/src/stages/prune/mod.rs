@@ -31,7 +31,7 @@ use serde::Serialize;
 use crate::error::{CoreError, Result};
 use crate::eval::evaluate;
 use crate::model::hf::{write_model_files, SaveOptions};
-use crate::model::weights::{build_model, export_tensors};
+use crate::model::weights::{build_model, export_tensors, tensor_specs};
 use crate::model::{LlamaConfig, LlamaModel};
 use crate::outdir::write_dir_atomically;
 use crate::train::{train, NoHook, RunDir, StepMetrics, TrainConfig};
@@ -306,6 +306,15 @@ fn rebuild(
     })
 }
 
+/// `[out, in]` of every matrix a model of `cfg` holds, by HF name.
+fn matrix_shapes(cfg: &LlamaConfig) -> schedule::Shapes {
+    tensor_specs(cfg)
+        .into_iter()
+        .filter(|s| s.shape.len() == 2)
+        .map(|s| (s.name, (s.shape[0], s.shape[1])))
+        .collect()
+}
+
 fn all_tensors(model: &LlamaModel) -> HashMap<String, Vec<f32>> {
     export_tensors(model)
         .into_iter()
@@ -449,8 +458,8 @@ pub fn prune(
         } else {
             let s = target * round as f64 / rounds as f64;
             let mut tensors = all_tensors(&model);
-            let (lin, shapes) = schedule::linear_tensors(&model);
-            masks = pruner.masks(&lin, &shapes, s, Some(&masks))?;
+            let shapes = matrix_shapes(&model.config);
+            masks = pruner.masks(&tensors, &shapes, s, Some(&masks))?;
             masks.apply(&mut tensors);
             let config = model.config.clone();
             drop(model);

@@ -152,9 +152,7 @@ impl Calibration {
                 "calibration data holds no sequence of at least 2 tokens".into(),
             ));
         }
-        let n = rows.len();
-        let take = samples.min(n);
-        let picked = (0..take).map(|i| rows[i * n / take].clone()).collect();
+        let picked = crate::data::spread(&rows, samples);
         Ok(Self {
             samples: picked,
             batch_size: 4,
