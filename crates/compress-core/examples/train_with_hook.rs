@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use burn::tensor::Tensor;
 use compress_core::data::load_documents;
-use compress_core::model::load_model;
+use compress_core::error::Result as CoreResult;
+use compress_core::model::{load_model, ModelOutput};
 use compress_core::tokenizer::Tokenizer;
 use compress_core::train::{train, windows, Batch, RunDir, TrainConfig, TrainHook};
 
@@ -18,10 +19,16 @@ struct ZLoss {
 }
 
 impl TrainHook for ZLoss {
-    fn loss(&mut self, _batch: &Batch, logits: &Tensor<3>, lm_loss: Tensor<1>) -> Tensor<1> {
+    fn loss(
+        &mut self,
+        _batch: &Batch,
+        out: &ModelOutput,
+        lm_loss: Tensor<1>,
+    ) -> CoreResult<Tensor<1>> {
+        let logits = &out.logits;
         let max = logits.clone().max_dim(2);
         let lse = (logits.clone() - max.clone()).exp().sum_dim(2).log() + max;
-        lm_loss + lse.square().mean().mul_scalar(self.weight)
+        Ok(lm_loss + lse.square().mean().mul_scalar(self.weight))
     }
 }
 

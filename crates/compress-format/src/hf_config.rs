@@ -95,6 +95,12 @@ pub struct RopeScaling {
 /// load such a model; compress (core and runtime) reads it.
 pub const LAYER_SHAPES_KEY: &str = "compress_layer_shapes";
 
+/// Top-level key (this project's extension) of a model whose depth cycles through `K` distinct
+/// decoder blocks (ALBERT-style parameter sharing): layer `l` of `num_hidden_layers` runs stored
+/// block `l mod K`, and only `model.layers.0 .. K-1` are stored. transformers and vLLM cannot
+/// load such a model; compress (core and runtime) reads it.
+pub const SHARED_LAYERS_KEY: &str = "compress_shared_layers";
+
 /// One decoder layer's sizes under [`LAYER_SHAPES_KEY`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerShape {
@@ -145,6 +151,8 @@ pub struct HfConfig {
     pub torch_dtype: Option<String>,
     /// Per-layer sizes ([`LAYER_SHAPES_KEY`]); empty when every layer has the top-level sizes.
     pub layer_shapes: Vec<LayerShape>,
+    /// Distinct stored blocks cycled through the depth ([`SHARED_LAYERS_KEY`]); 0 = none shared.
+    pub shared_layers: usize,
     /// The whole original JSON object.
     pub raw: Map<String, Value>,
 }
@@ -210,6 +218,20 @@ impl HfConfig {
                     "{} entries for num_hidden_layers {}",
                     self.layer_shapes.len(),
                     self.num_hidden_layers
+                ),
+            ));
+        }
+        if self.shared_layers > self.num_hidden_layers
+            || (self.shared_layers > 0 && !self.layer_shapes.is_empty())
+        {
+            return Err(FormatError::invalid(
+                path,
+                SHARED_LAYERS_KEY,
+                format!(
+                    "{} shared blocks for num_hidden_layers {}{}: need at most one per layer, all of one shape",
+                    self.shared_layers,
+                    self.num_hidden_layers,
+                    if self.layer_shapes.is_empty() { "" } else { " with per-layer shapes" }
                 ),
             ));
         }
@@ -286,12 +308,20 @@ impl HfConfig {
             let attn = h * q + 2 * h * kv + q * h + qkv_bias + o_bias;
             attn + 3 * h * i + mlp_bias + 2 * h
         };
-        let layers: usize = (0..self.num_hidden_layers)
+        let layers: usize = (0..self.stored_layers())
             .map(|l| layer(self.layer(l)))
             .sum();
         let embed = self.vocab_size * h;
         let lm_head = if self.tie_word_embeddings { 0 } else { embed };
         embed + layers + h + lm_head
+    }
+
+    /// Decoder blocks stored in the weights: [`Self::shared_layers`] when shared, else every layer.
+    pub fn stored_layers(&self) -> usize {
+        match self.shared_layers {
+            0 => self.num_hidden_layers,
+            k => k,
+        }
     }
 
     /// Layer `l`'s sizes: its [`LAYER_SHAPES_KEY`] entry, or the top-level sizes.

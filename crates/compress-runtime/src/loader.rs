@@ -70,8 +70,9 @@ pub struct Model {
     pub config: ModelConfig,
     /// Token embeddings `[vocab, hidden]`.
     pub embed: FloatWeight,
-    /// Decoder layers.
-    pub layers: Vec<Layer>,
+    /// Decoder layers, one per depth; a model with shared blocks (`compress_shared_layers`)
+    /// holds each stored block once and points several depths at it.
+    pub layers: Vec<Arc<Layer>>,
     /// Final RMSNorm gain.
     pub norm: Vec<f32>,
     /// Output head (a second view of the embeddings when they are tied).
@@ -116,10 +117,13 @@ impl Model {
         };
         let h = config.hidden_size;
         let embed = r.float("model.embed_tokens.weight", Some(config.vocab_size), h)?;
-        let mut layers = Vec::with_capacity(config.num_layers);
-        for l in 0..config.num_layers {
-            layers.push(r.layer(l, &config)?);
+        let mut stored = Vec::with_capacity(hf.stored_layers());
+        for l in 0..hf.stored_layers() {
+            stored.push(Arc::new(r.layer(l, &config)?));
         }
+        let layers: Vec<Arc<Layer>> = (0..config.num_layers)
+            .map(|l| Arc::clone(&stored[l % stored.len()]))
+            .collect();
         let norm = r.vector("model.norm.weight", h)?;
         let lm_head = if config.tie_word_embeddings {
             // Some tied checkpoints also store a copy of the embeddings as lm_head.
@@ -150,7 +154,7 @@ impl Model {
             ));
         }
         // Repack int4 weights for the kernels now rather than in the first request.
-        layers
+        stored
             .par_iter()
             .flat_map_iter(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
             .for_each(|x| x.weight.prepare());

@@ -2,7 +2,7 @@
 //! `config.json` ([`LlamaConfig::from_hf`]) or a preset ([`LlamaConfig::preset`]).
 
 use compress_format::hf_config::{
-    Architecture, HfConfig, LayerShape, RopeScaling, LAYER_SHAPES_KEY,
+    Architecture, HfConfig, LayerShape, RopeScaling, LAYER_SHAPES_KEY, SHARED_LAYERS_KEY,
 };
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,14 @@ pub struct LlamaConfig {
     /// which are then the largest of any layer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layer_shapes: Vec<LayerShape>,
+    /// Distinct decoder blocks cycled through the depth (ALBERT-style sharing; 0 = none): layer
+    /// `l` runs block `l mod shared_layers`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared_layers: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_arch() -> Architecture {
@@ -79,6 +87,7 @@ impl LlamaConfig {
             bos_token_id: hf.bos_token_id,
             eos_token_ids: hf.eos_token_ids.clone(),
             layer_shapes: hf.layer_shapes.clone(),
+            shared_layers: hf.shared_layers,
         }
     }
 
@@ -103,6 +112,7 @@ impl LlamaConfig {
                 bos_token_id: Some(1),
                 eos_token_ids: vec![2],
                 layer_shapes: Vec::new(),
+                shared_layers: 0,
             }),
             other => Err(CoreError::Invalid(format!(
                 "unknown model preset `{other}` (known: tiny; or pass a config.json path)"
@@ -168,6 +178,9 @@ impl LlamaConfig {
         if let Some(bos) = self.bos_token_id {
             obj.insert("bos_token_id".into(), bos.into());
         }
+        if self.shared_layers > 0 {
+            obj.insert(SHARED_LAYERS_KEY.into(), self.shared_layers.into());
+        }
         if !self.layer_shapes.is_empty() {
             obj.insert(
                 LAYER_SHAPES_KEY.into(),
@@ -211,7 +224,15 @@ impl LlamaConfig {
         })
     }
 
-    /// Number of parameters of a model of this shape.
+    /// Decoder blocks the model holds: `shared_layers` when shared, else one per layer.
+    pub fn stored_layers(&self) -> usize {
+        match self.shared_layers {
+            0 => self.num_layers,
+            k => k,
+        }
+    }
+
+    /// Number of parameters of a model of this shape (shared blocks counted once).
     pub fn num_parameters(&self) -> usize {
         let h = self.hidden_size;
         let layer = |ls: LayerShape| {
@@ -226,7 +247,9 @@ impl LlamaConfig {
             }
             attn + 3 * h * ls.intermediate_size + 2 * h
         };
-        let layers: usize = (0..self.num_layers).map(|l| layer(self.layer(l))).sum();
+        let layers: usize = (0..self.stored_layers())
+            .map(|l| layer(self.layer(l)))
+            .sum();
         let embed = self.vocab_size * h;
         let head = if self.tie_word_embeddings { 0 } else { embed };
         embed + layers + h + head

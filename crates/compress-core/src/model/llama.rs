@@ -116,7 +116,7 @@ pub struct ModelOutput {
 pub struct LlamaModel {
     /// `model.embed_tokens`: `[vocab, hidden]`.
     pub embed_tokens: Embedding,
-    /// `model.layers.N`.
+    /// `model.layers.N`: one block per layer, or the `shared_layers` distinct blocks.
     pub layers: Vec<DecoderLayer>,
     /// `model.norm`.
     pub norm: RmsNorm,
@@ -151,15 +151,18 @@ impl LlamaModel {
         let [_, seq] = tokens.dims();
         let device = tokens.device();
         let offset = cache.as_ref().map_or(0, |c| c.len);
+        let depth = self.num_layers();
         if let Some(c) = cache.as_mut() {
-            if c.layers.len() != self.layers.len() {
-                c.layers = vec![None; self.layers.len()];
+            if c.layers.len() != depth {
+                c.layers = vec![None; depth];
             }
         }
         let (cos, sin) = self.rope.tables(offset, seq, &device);
         let mut x = self.embed_tokens.forward(tokens);
         let mut hidden_states = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
+        for i in 0..depth {
+            // Shared blocks (ALBERT-style) cycle through the depth; otherwise block i is layer i.
+            let layer = &self.layers[i % self.layers.len()];
             if capture_hidden {
                 hidden_states.push(x.clone());
             }
@@ -186,9 +189,12 @@ impl LlamaModel {
         }
     }
 
-    /// Number of decoder layers.
+    /// Number of decoder layers run (the depth; shared blocks count once per use).
     pub fn num_layers(&self) -> usize {
-        self.layers.len()
+        match self.config.shared_layers {
+            0 => self.layers.len(),
+            _ => self.config.num_layers,
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use super::config::LlamaConfig;
 use super::layers::{linear, param, Attention, Mlp, RmsNorm};
 use super::llama::{DecoderLayer, LlamaModel};
 use super::rope::Rope;
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 
 /// How a named tensor is stored and initialized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
         vec![cfg.vocab_size, h],
         Embedding,
     )];
-    for l in 0..cfg.num_layers {
+    for l in 0..cfg.stored_layers() {
         let ls = cfg.layer(l);
         let q = ls.num_attention_heads * cfg.head_dim;
         let kv = ls.num_key_value_heads * cfg.head_dim;
@@ -218,8 +218,8 @@ pub fn build_model(
     let embed_tokens = Embedding {
         weight: src.matrix("model.embed_tokens.weight")?,
     };
-    let mut layers = Vec::with_capacity(cfg.num_layers);
-    for l in 0..cfg.num_layers {
+    let mut layers = Vec::with_capacity(cfg.stored_layers());
+    for l in 0..cfg.stored_layers() {
         layers.push(take_layer(cfg, l, &mut src)?);
     }
     let final_norm = norm(src.vector("model.norm.weight")?);
@@ -401,4 +401,26 @@ pub fn export_tensors(model: &LlamaModel) -> Vec<(TensorSpec, Vec<f32>)> {
             (s, v)
         })
         .collect()
+}
+
+/// Every tensor of the model by HF name (values in HF layout).
+pub fn tensor_map(model: &LlamaModel) -> HashMap<String, Vec<f32>> {
+    export_tensors(model)
+        .into_iter()
+        .map(|(s, v)| (s.name, v))
+        .collect()
+}
+
+/// Builds a model of `cfg` from HF-named tensors, taking each out of `tensors`; a missing one is
+/// an error naming it.
+pub fn build_from_map(
+    cfg: &LlamaConfig,
+    tensors: &mut HashMap<String, Vec<f32>>,
+    device: &Device,
+) -> Result<LlamaModel> {
+    build_model(cfg, device, &mut |spec| {
+        tensors
+            .remove(&spec.name)
+            .ok_or_else(|| CoreError::Invalid(format!("tensor `{}` missing", spec.name)))
+    })
 }

@@ -48,7 +48,8 @@ impl Checkpoint {
     }
 }
 
-/// Writes a checkpoint to `dir` (replacing any previous one atomically).
+/// Writes a checkpoint to `dir` (replacing any previous one atomically); `extra` adds files of
+/// its own (a training hook's state) into the same atomic directory.
 pub fn save(
     dir: &Path,
     model: &LlamaModel,
@@ -56,6 +57,7 @@ pub fn save(
     optim: &ModuleOptimizer,
     cfg: &TrainConfig,
     step: usize,
+    extra: &dyn Fn(&Path) -> Result<()>,
 ) -> Result<()> {
     let opts = SaveOptions {
         dtype: Dtype::F32,
@@ -74,7 +76,7 @@ pub fn save(
         };
         let json = serde_json::to_string_pretty(&state).expect("state serializes");
         compress_format::atomic::write_atomic(&tmp.join(STATE_FILE), json.as_bytes())?;
-        Ok(())
+        extra(tmp)
     })
 }
 

@@ -5,9 +5,13 @@
 //!
 //! Lifecycle of one step: [`TrainHook::update_masks`] when the hook says masks are due (new
 //! [`ParamMasks`] are applied to the weights and the optimizer state); for each micro-batch,
-//! forward → [`TrainHook::loss`] (LM loss plus whatever a stage adds) → backward → accumulate;
-//! then masked gradients zeroed, clip, optimizer step, masked weights set back to zero, and
-//! [`TrainHook::after_step`].
+//! forward (with hidden states when [`TrainHook::capture_hidden`]) → [`TrainHook::loss`] (LM
+//! loss plus whatever a stage adds) → backward → [`TrainHook::after_backward`] (a hook's own
+//! parameters take their gradients) → accumulate; then masked gradients zeroed, clip, optimizer
+//! step, masked weights set back to zero, [`TrainHook::step_own`] (the hook's own optimizer) and
+//! [`TrainHook::after_step`]. [`TrainHook::take_parts`] adds named loss parts to the step's
+//! metrics; [`TrainHook::save_state`]/[`TrainHook::load_state`] keep a hook's state with the
+//! checkpoint.
 //!
 //! The data order is a function of (seed, step) alone: sample `g` of the run is
 //! `perm(seed, epoch)[g mod N]`, so a resumed run sees exactly the batches an uninterrupted
@@ -18,6 +22,7 @@ pub mod clip;
 pub mod masks;
 pub mod schedule;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -25,7 +30,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Gradients, Int, Tensor};
 use compress_format::hf_config::HfConfig;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -33,7 +38,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
-use crate::model::{batch_tensor, LlamaModel};
+use crate::model::{batch_tensor, LlamaModel, ModelOutput};
 pub use masks::ParamMasks;
 pub use schedule::WarmupCosine;
 
@@ -125,13 +130,48 @@ pub struct Batch {
     pub inputs: Vec<Vec<u32>>,
     /// Target ids (inputs shifted left by one).
     pub targets: Vec<Vec<u32>>,
+    /// Index of each row's window in the training windows (e.g. to look up cached teacher logits).
+    pub windows: Vec<usize>,
 }
 
 /// Extension points of a training step, for stages and users.
 pub trait TrainHook {
-    /// The loss to minimize; the default is the LM cross-entropy `lm_loss`.
-    fn loss(&mut self, _batch: &Batch, _logits: &Tensor<3>, lm_loss: Tensor<1>) -> Tensor<1> {
-        lm_loss
+    /// Whether [`TrainHook::loss`] needs the student's hidden states in its [`ModelOutput`].
+    fn capture_hidden(&self) -> bool {
+        false
+    }
+
+    /// The loss to minimize from the forward's output; the default is the LM cross-entropy
+    /// `lm_loss`.
+    fn loss(
+        &mut self,
+        _batch: &Batch,
+        _out: &ModelOutput,
+        lm_loss: Tensor<1>,
+    ) -> Result<Tensor<1>> {
+        Ok(lm_loss)
+    }
+
+    /// Sees each micro-batch's gradients before the model's are taken out (a hook with trainable
+    /// parameters of its own takes theirs here).
+    fn after_backward(&mut self, _grads: &mut Gradients) {}
+
+    /// Steps the hook's own parameters at learning rate `lr`, after the model's step.
+    fn step_own(&mut self, _lr: f64) {}
+
+    /// Named loss parts of the step just run (means over its micro-batches), for the metrics.
+    fn take_parts(&mut self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+
+    /// Saves the hook's own state into the checkpoint directory `dir` being written.
+    fn save_state(&self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// Restores what [`TrainHook::save_state`] wrote in `dir`, on resume.
+    fn load_state(&mut self, _dir: &Path) -> Result<()> {
+        Ok(())
     }
 
     /// Called after each optimizer step with the updated model.
@@ -169,6 +209,9 @@ pub struct StepMetrics {
     pub grad_norm: f64,
     /// Training tokens per second of this step.
     pub tokens_per_s: f64,
+    /// Named parts of the loss (e.g. distillation's `soft`, `hard`, `feature`).
+    #[serde(flatten, default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parts: BTreeMap<String, f64>,
 }
 
 /// Where a run keeps its checkpoint and metrics.
@@ -291,6 +334,7 @@ pub fn train(
         optim = optim
             .load(ck.optimizer_path())
             .map_err(|e| CoreError::Invalid(format!("{}: {e:?}", ck.optimizer_path().display())))?;
+        hook.load_state(&run.checkpoint())?;
         (ck.model, ck.step)
     } else {
         (model, 0)
@@ -320,19 +364,28 @@ pub fn train(
         let mut loss_sum = 0.0;
         for micro in 0..cfg.grad_accum {
             let g0 = (step * cfg.grad_accum + micro) * cfg.batch_size;
-            let rows: Vec<&Vec<u32>> = (0..cfg.batch_size)
-                .map(|k| &windows[order.sample(g0 + k)])
-                .collect();
+            let picked: Vec<usize> = (0..cfg.batch_size).map(|k| order.sample(g0 + k)).collect();
             let batch = Batch {
-                inputs: rows.iter().map(|w| w[..cfg.seq_len].to_vec()).collect(),
-                targets: rows.iter().map(|w| w[1..].to_vec()).collect(),
+                inputs: picked
+                    .iter()
+                    .map(|&i| windows[i][..cfg.seq_len].to_vec())
+                    .collect(),
+                targets: picked.iter().map(|&i| windows[i][1..].to_vec()).collect(),
+                windows: picked,
             };
-            let logits = model.forward(batch_tensor(&batch.inputs, &ad));
-            let lm = cross_entropy(logits.clone(), batch_tensor(&batch.targets, &ad));
-            let loss = hook.loss(&batch, &logits, lm);
+            let out = model.forward_full(
+                batch_tensor(&batch.inputs, &ad),
+                None,
+                hook.capture_hidden(),
+            );
+            let lm = cross_entropy(out.logits.clone(), batch_tensor(&batch.targets, &ad));
+            let loss = hook.loss(&batch, &out, lm)?;
+            drop(out);
             loss_sum += crate::tensor_util::scalar_f64(loss.clone());
             let loss = loss.div_scalar(cfg.grad_accum as f64);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let mut backward = loss.backward();
+            hook.after_backward(&mut backward);
+            let grads = GradientsParams::from_module(&mut backward, &model);
             accum.accumulate(&model, grads);
         }
         let mut grads = accum.grads();
@@ -348,6 +401,7 @@ pub fn train(
         if let Some(m) = &masks {
             model = m.apply(model);
         }
+        hook.step_own(lr);
         model = hook.after_step(step + 1, model);
         let loss = loss_sum / cfg.grad_accum as f64;
         if !loss.is_finite() {
@@ -363,6 +417,7 @@ pub fn train(
             lr,
             grad_norm,
             tokens_per_s: tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+            parts: hook.take_parts().into_iter().collect(),
         };
         let line = serde_json::to_string(&m).expect("metrics serialize");
         writeln!(metrics_file, "{line}").map_err(|e| CoreError::io(run.metrics(), e))?;
@@ -373,7 +428,16 @@ pub fn train(
         let periodic = cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0;
         if periodic || done == end {
             let plain = model.valid();
-            checkpoint::save(&run.checkpoint(), &plain, hf_config, &optim, cfg, done)?;
+            let extra = |dir: &Path| hook.save_state(dir);
+            checkpoint::save(
+                &run.checkpoint(),
+                &plain,
+                hf_config,
+                &optim,
+                cfg,
+                done,
+                &extra,
+            )?;
         }
     }
     bar.finish_and_clear();

@@ -5,7 +5,7 @@
 //! floats (`4096.0`) are accepted. Every error names the file and the key,
 //! with nested keys written as `rope_scaling.factor`.
 
-use super::{Architecture, HfConfig, LayerShape, RopeScaling, LAYER_SHAPES_KEY};
+use super::{Architecture, HfConfig, LayerShape, RopeScaling, LAYER_SHAPES_KEY, SHARED_LAYERS_KEY};
 use crate::error::{FormatError, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -265,6 +265,12 @@ impl HfConfig {
             eos_token_ids,
             torch_dtype,
             layer_shapes,
+            shared_layers: match k.opt_usize(SHARED_LAYERS_KEY)? {
+                Some(0) => {
+                    return Err(FormatError::invalid(path, SHARED_LAYERS_KEY, "must be > 0"))
+                }
+                v => v.unwrap_or(0),
+            },
             raw: Map::new(),
         };
         cfg.validate(path)?;

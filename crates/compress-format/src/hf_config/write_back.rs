@@ -89,6 +89,12 @@ pub(super) fn write_back(cfg: &HfConfig, orig: Option<&HfConfig>, out: &mut Map<
             out.insert(super::LAYER_SHAPES_KEY.into(), v);
         }
     }
+    if changed!(shared_layers) {
+        match cfg.shared_layers {
+            0 => out.remove(super::SHARED_LAYERS_KEY),
+            k => out.insert(super::SHARED_LAYERS_KEY.into(), Value::from(k)),
+        };
+    }
     // head_dim: keep an explicit key up to date; add one when it can no longer be derived.
     let derivable = cfg.num_attention_heads > 0
         && cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)

@@ -67,7 +67,52 @@ impl DistillLoss {
                 s[2], t[2]
             )));
         }
-        let [b, n, _] = s;
+        let temp = self.temperature;
+        let soft = (self.alpha > 0.0)
+            .then(|| kl_per_token(teacher.div_scalar(temp), student.clone().div_scalar(temp)));
+        self.combine(student, soft, targets, mask)
+    }
+
+    /// Like [`Self::forward`] with the teacher given by its `k` largest logits per position
+    /// (`top_ids` and `top_logits`, `[batch, seq, k]`, e.g. from a [`super::cache::TopKCache`]):
+    /// the soft term is `T² · Σ_k p_k (log p_k − log q_k)` with `p` the teacher's softmax at `T`
+    /// renormalised over its top k and `q` the student's full softmax at `T`. It is ≥ 0 and 0
+    /// exactly when the student puts the teacher's top-k probabilities on those ids.
+    pub fn forward_topk(
+        &self,
+        student: Tensor<3>,
+        top_ids: Tensor<3, Int>,
+        top_logits: Tensor<3>,
+        targets: Tensor<2, Int>,
+        mask: Option<Tensor<2>>,
+    ) -> Result<DistillParts> {
+        let [b, n, v] = student.dims();
+        let [tb, tn, k] = top_ids.dims();
+        if [tb, tn] != [b, n] || top_logits.dims() != [tb, tn, k] || k > v {
+            return Err(CoreError::Invalid(format!(
+                "teacher top-k {:?}/{:?} do not fit student logits [{b}, {n}, {v}]",
+                top_ids.dims(),
+                top_logits.dims()
+            )));
+        }
+        let temp = self.temperature;
+        let soft = (self.alpha > 0.0).then(|| {
+            let lp = log_softmax(top_logits.div_scalar(temp), 2);
+            let ls = log_softmax(student.clone().div_scalar(temp), 2).gather(2, top_ids);
+            (lp.clone().exp() * (lp - ls)).sum_dim(2).squeeze_dim(2)
+        });
+        self.combine(student, soft, targets, mask)
+    }
+
+    /// Masks and averages the per-token `soft` term (scaled by `T²`) and the hard cross-entropy.
+    fn combine(
+        &self,
+        student: Tensor<3>,
+        soft: Option<Tensor<2>>,
+        targets: Tensor<2, Int>,
+        mask: Option<Tensor<2>>,
+    ) -> Result<DistillParts> {
+        let [b, n, _] = student.dims();
         if targets.dims() != [b, n] {
             return Err(CoreError::Invalid(format!(
                 "targets {:?}, expected [{b}, {n}]",
@@ -87,14 +132,9 @@ impl DistillLoss {
         let count = mask.clone().sum().clamp_min(1.0);
         let mean = |per_token: Tensor<2>| (per_token * mask.clone()).sum() / count.clone();
         let temp = self.temperature;
-        let soft = if self.alpha > 0.0 {
-            mean(kl_per_token(
-                teacher.div_scalar(temp),
-                student.clone().div_scalar(temp),
-            ))
-            .mul_scalar(temp * temp)
-        } else {
-            Tensor::zeros([1], &student.device())
+        let soft = match soft {
+            Some(kl) => mean(kl).mul_scalar(temp * temp),
+            None => Tensor::zeros([1], &student.device()),
         };
         let logp = log_softmax(student, 2);
         let picked: Tensor<2> = logp.gather(2, targets.unsqueeze_dim(2)).squeeze_dim(2);

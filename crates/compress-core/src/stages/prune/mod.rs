@@ -19,7 +19,6 @@ pub mod schedule;
 pub mod structured;
 pub mod wanda;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -31,7 +30,7 @@ use serde::Serialize;
 use crate::error::{CoreError, Result};
 use crate::eval::evaluate;
 use crate::model::hf::{write_model_files, SaveOptions};
-use crate::model::weights::{build_model, export_tensors, tensor_specs};
+use crate::model::weights::{build_from_map, tensor_map, tensor_specs};
 use crate::model::{LlamaConfig, LlamaModel};
 use crate::outdir::write_dir_atomically;
 use crate::train::{train, NoHook, RunDir, StepMetrics, TrainConfig};
@@ -294,31 +293,12 @@ fn ppl_after(model: &LlamaModel, steps: usize, eval: &[Vec<u32>]) -> Result<Opti
     ppl(model, eval)
 }
 
-fn rebuild(
-    cfg: &LlamaConfig,
-    tensors: &mut HashMap<String, Vec<f32>>,
-    device: &Device,
-) -> Result<LlamaModel> {
-    build_model(cfg, device, &mut |spec| {
-        tensors
-            .remove(&spec.name)
-            .ok_or_else(|| CoreError::Invalid(format!("tensor `{}` missing", spec.name)))
-    })
-}
-
 /// `[out, in]` of every matrix a model of `cfg` holds, by HF name.
 fn matrix_shapes(cfg: &LlamaConfig) -> schedule::Shapes {
     tensor_specs(cfg)
         .into_iter()
         .filter(|s| s.shape.len() == 2)
         .map(|s| (s.name, (s.shape[0], s.shape[1])))
-        .collect()
-}
-
-fn all_tensors(model: &LlamaModel) -> HashMap<String, Vec<f32>> {
-    export_tensors(model)
-        .into_iter()
-        .map(|(s, v)| (s.name, v))
         .collect()
 }
 
@@ -383,7 +363,7 @@ pub fn prune(
             Ok::<_, CoreError>((out.model, steps))
         };
     if cfg.pattern.is_structured() {
-        let mut tensors = all_tensors(&model);
+        let mut tensors = tensor_map(&model);
         let (new_cfg, kept) = match cfg.pattern {
             Pattern::Heads => structured::prune_heads(
                 &model.config,
@@ -401,7 +381,7 @@ pub fn prune(
             )?,
         };
         drop(model);
-        let pruned = rebuild(&new_cfg, &mut tensors, device)?;
+        let pruned = build_from_map(&new_cfg, &mut tensors, device)?;
         let mut hf = hf.clone();
         hf.num_attention_heads = new_cfg.num_heads;
         hf.num_key_value_heads = new_cfg.num_kv_heads;
@@ -457,13 +437,13 @@ pub fn prune(
             )
         } else {
             let s = target * round as f64 / rounds as f64;
-            let mut tensors = all_tensors(&model);
+            let mut tensors = tensor_map(&model);
             let shapes = matrix_shapes(&model.config);
             masks = pruner.masks(&tensors, &shapes, s, Some(&masks))?;
             masks.apply(&mut tensors);
             let config = model.config.clone();
             drop(model);
-            model = rebuild(&config, &mut tensors, device)?;
+            model = build_from_map(&config, &mut tensors, device)?;
             (s, vec![(0, s)], ppl(&model, data.eval)?)
         };
         let mut hook = MaskHook::new(&pruner, masks.clone(), updates);

@@ -24,7 +24,7 @@ use compress_format::safetensors::Dtype;
 
 use super::math::QuantRange;
 use crate::error::{CoreError, Result};
-use crate::model::{batch_tensor, LlamaModel};
+use crate::model::{batch_tensor, LlamaModel, ModelOutput};
 use crate::train::{train, Batch, RunDir, TrainConfig, TrainHook, TrainOutcome};
 
 /// The fake quantization of one linear weight: scheme and the dtype scales are stored in.
@@ -273,19 +273,19 @@ struct Distill<'a> {
 }
 
 impl TrainHook for Distill<'_> {
-    fn loss(&mut self, batch: &Batch, logits: &Tensor<3>, lm_loss: Tensor<1>) -> Tensor<1> {
+    fn loss(&mut self, batch: &Batch, out: &ModelOutput, lm_loss: Tensor<1>) -> Result<Tensor<1>> {
         if self.weight <= 0.0 {
-            return lm_loss;
+            return Ok(lm_loss);
         }
         let teacher = self
             .teacher
             .forward(batch_tensor(&batch.inputs, &self.device))
             .autodiff();
-        let kl = kl_divergence(teacher, logits.clone()).mul_scalar(self.weight);
+        let kl = kl_divergence(teacher, out.logits.clone()).mul_scalar(self.weight);
         if self.weight >= 1.0 {
-            return kl;
+            return Ok(kl);
         }
-        lm_loss.mul_scalar(1.0 - self.weight) + kl
+        Ok(lm_loss.mul_scalar(1.0 - self.weight) + kl)
     }
 }
 
