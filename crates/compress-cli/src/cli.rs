@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod distill;
+pub use distill::{DistillArgs, FeatureLoss};
+
 /// compress: make Llama-family LLMs smaller and faster, and run them.
 #[derive(Parser, Debug)]
 #[command(name = "compress", version, about, propagate_version = true)]
@@ -54,6 +57,8 @@ pub enum Command {
     Quantize(QuantizeArgs),
     /// Prune weights (unstructured, N:M) or whole heads/neurons, with prune → retrain loops.
     Prune(PruneArgs),
+    /// Distill a teacher into a smaller student (fewer layers, narrower, shared blocks, or a dir).
+    Distill(DistillArgs),
     /// Train a byte-level BPE tokenizer.json on text files.
     TrainTokenizer(TrainTokenizerArgs),
     /// Export a model directory (float or pack-quantized) to another format (GGUF for llama.cpp).

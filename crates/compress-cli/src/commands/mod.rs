@@ -2,6 +2,7 @@
 
 mod bench;
 mod convert;
+mod distill;
 mod eval;
 mod export;
 mod generate;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => convert::run(a, &cli.common),
         Command::Quantize(a) => quantize::run(a, &cli.common),
         Command::Prune(a) => prune::run(a, &cli.common),
+        Command::Distill(a) => distill::run(a, &cli.common),
         Command::TrainTokenizer(a) => train_tokenizer::run(a),
         Command::Export(a) => export::run(a, &cli.common),
         Command::Bench(a) => bench::run(a, &cli.common),

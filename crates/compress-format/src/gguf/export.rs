@@ -268,6 +268,13 @@ pub fn export_gguf(
             "layers of different sizes cannot be expressed in llama.cpp's llama architecture",
         ));
     }
+    if cfg.shared_layers > 0 {
+        return Err(FormatError::invalid(
+            &config_path,
+            crate::hf_config::SHARED_LAYERS_KEY,
+            "layers sharing blocks cannot be expressed in llama.cpp's llama architecture",
+        ));
+    }
     let quant = match cfg.raw.get("quantization_config") {
         Some(v) => read_compression(v, &config_path)?.0,
         None => None,

@@ -47,6 +47,8 @@ pub struct DistillConfig {
     pub train: TrainConfig,
     /// Teacher top-k cache: the file (built when missing) and `k`.
     pub teacher_cache: Option<(PathBuf, usize)>,
+    /// End after this many total steps with a checkpoint, as an interruption would.
+    pub stop_after: Option<usize>,
 }
 
 /// Size and quality of one model in the report.
@@ -83,7 +85,7 @@ pub struct DistillReport {
     pub student_init: ModelSummary,
     /// The trained student.
     pub student: ModelSummary,
-    /// Optimizer steps run in this call.
+    /// Optimizer steps in all (a resumed run counts the steps before it too).
     pub steps: usize,
     /// Mean of the last 10% of steps' loss parts (`loss`, `soft`, `hard`, `feature`).
     pub final_parts: std::collections::BTreeMap<String, f64>,
@@ -104,6 +106,8 @@ pub struct Distilled {
     pub report: DistillReport,
     /// Per-step metrics of this call.
     pub metrics: Vec<StepMetrics>,
+    /// Whether every step ran (false after `stop_after`).
+    pub finished: bool,
 }
 
 /// Summary of `model` with its held-out ppl on `eval` (none when `eval` is empty).
@@ -210,10 +214,19 @@ pub fn distill(
     }
     let t0 = Instant::now();
     let out = train(
-        student, student_hf, windows, &cfg.train, device, run, resume, None, &mut hook,
+        student,
+        student_hf,
+        windows,
+        &cfg.train,
+        device,
+        run,
+        resume,
+        cfg.stop_after,
+        &mut hook,
     )?;
     let train_seconds = t0.elapsed().as_secs_f64();
-    let student_sum = summarize(&out.model, eval)?;
+    let finished = out.start_step + out.metrics.len() >= cfg.train.steps;
+    let student_sum = summarize(&out.model, if finished { eval } else { &[] })?;
     let tail = (out.metrics.len() / 10).max(1).min(out.metrics.len());
     let mut final_parts = std::collections::BTreeMap::new();
     for m in &out.metrics[out.metrics.len() - tail..] {
@@ -232,12 +245,13 @@ pub fn distill(
             teacher: teacher_sum,
             student_init: init_sum,
             student: student_sum,
-            steps: out.metrics.len(),
+            steps: out.start_step + out.metrics.len(),
             final_parts,
             teacher_cache: cache.map(|(c, p)| (p, c.1)),
             train_seconds,
         },
         metrics: out.metrics,
+        finished,
     })
 }
 

@@ -314,6 +314,12 @@ pub fn prune(
     on_round: &mut dyn FnMut(&RoundReport),
 ) -> Result<Pruned> {
     cfg.validate()?;
+    if model.config.shared_layers > 0 {
+        return Err(CoreError::Invalid(format!(
+            "{}: pruning a model whose layers share blocks is not supported",
+            compress_format::hf_config::SHARED_LAYERS_KEY
+        )));
+    }
     if cfg.retrain.is_some() && data.train.is_empty() {
         return Err(CoreError::Invalid(
             "retraining needs data: give --data (or set --retrain-steps 0)".into(),

@@ -26,6 +26,7 @@ use crate::model::weights::{
 };
 use crate::model::{batch_tensor, LlamaConfig, LlamaModel};
 use crate::tensor_util::to_vec_f32;
+use compress_format::hf_config::SHARED_LAYERS_KEY;
 use compress_format::pack_quantized::{QuantizationConfig, QuantizedLinear};
 use compress_format::safetensors::Dtype;
 
@@ -250,6 +251,15 @@ pub fn quantize_sequential(
         (true, Some(c)) => Some(c),
         (false, _) => None,
     };
+    if mcfg.shared_layers > 0 && calib.is_some() {
+        return Err(CoreError::Invalid(format!(
+            "--method {}: calibration runs each depth through its own layer, but this model's \
+             {} layers share {} blocks ({SHARED_LAYERS_KEY}); use --method rtn or mse",
+            cfg.method.name(),
+            mcfg.num_layers,
+            mcfg.shared_layers
+        )));
+    }
     let wq = &cfg.weights;
     let mut config = QuantizationConfig::new(*wq);
     config.ignore = ignore.clone();
@@ -279,7 +289,7 @@ pub fn quantize_sequential(
         layer_report(name, method, w, ql, wq, scale_dtype, source_dtype)
     };
     let (mut layers, mut reports, mut floats) = (Vec::new(), Vec::new(), Vec::new());
-    for l in 0..mcfg.num_layers {
+    for l in 0..mcfg.stored_layers() {
         if calib.is_none() {
             // Without calibration nothing runs through the layer: quantize straight from the
             // HF-layout tensors.
@@ -307,7 +317,7 @@ pub fn quantize_sequential(
                 layers.push((name, ql));
             }
             source.release();
-            progress(l + 1, mcfg.num_layers);
+            progress(l + 1, mcfg.stored_layers());
             continue;
         }
         let mut layer = source.layer(l)?;
@@ -387,7 +397,7 @@ pub fn quantize_sequential(
                 .collect();
         }
         source.release();
-        progress(l + 1, mcfg.num_layers);
+        progress(l + 1, mcfg.stored_layers());
     }
     floats.extend(source.outer_tensors()?);
     Ok(QuantizedModel {
