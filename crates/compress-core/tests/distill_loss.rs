@@ -3,6 +3,7 @@
 //! finite differences, and bad settings or mismatched vocabularies are refused.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use compress_core::stages::distill::cache::TopK;
 use compress_core::stages::distill::DistillLoss;
 use compress_core::tensor_util::{scalar_f64, to_vec_f32};
 use compress_core::train::cross_entropy;
@@ -168,4 +169,104 @@ fn bad_settings_and_mismatched_vocabularies_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("vocab sizes 5 vs 6"), "{e}");
+}
+
+/// The teacher's `k` largest logits per position and `logsumexp(z / T)`, computed on the host.
+fn top_k_teacher(t: &[f32], k: usize, temp: f64, device: &Device) -> TopK {
+    let (mut ids, mut vals, mut lse) = (Vec::new(), Vec::new(), Vec::new());
+    for row in t.chunks(V) {
+        let mut order: Vec<usize> = (0..V).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        for &i in &order[..k] {
+            ids.push(i as i64);
+            vals.push(row[i]);
+        }
+        let z: f64 = row.iter().map(|&v| (f64::from(v) / temp).exp()).sum();
+        lse.push(z.ln() as f32);
+    }
+    TopK {
+        ids: Tensor::from_data(TensorData::new(ids, [B, S, k]), device),
+        logits: Tensor::from_data(TensorData::new(vals, [B, S, k]), device),
+        lse: Tensor::from_data(TensorData::new(lse, [B, S]), device),
+    }
+}
+
+/// Host-side bucket KL: the top-k ids and the rest of the vocabulary as one bucket, times T².
+fn host_bucket_soft(s: &[f32], t: &[f32], k: usize, temp: f64) -> f64 {
+    let sm = |row: &[f32]| {
+        let x: Vec<f64> = row.iter().map(|&v| (f64::from(v) / temp).exp()).collect();
+        let z: f64 = x.iter().sum();
+        x.into_iter().map(|v| v / z).collect::<Vec<_>>()
+    };
+    let mut sum = 0.0;
+    for (sr, tr) in s.chunks(V).zip(t.chunks(V)) {
+        let (q, p) = (sm(sr), sm(tr));
+        let mut order: Vec<usize> = (0..V).collect();
+        order.sort_by(|&a, &b| tr[b].total_cmp(&tr[a]));
+        let (mut pr, mut qr) = (1.0, 1.0);
+        for &i in &order[..k] {
+            sum += p[i] * (p[i] / q[i]).ln();
+            pr -= p[i];
+            qr -= q[i];
+        }
+        if pr > 0.0 {
+            sum += pr * (pr / qr).ln();
+        }
+    }
+    temp * temp * sum / (B * S) as f64
+}
+
+#[test]
+fn top_k_teacher_is_the_bucket_kl_and_the_full_kl_at_k_equal_vocab() {
+    let device = Device::flex();
+    let (s, t) = (logits(5, &device), logits(6, &device));
+    let (sv, tv) = (to_vec_f32(s.clone()), to_vec_f32(t.clone()));
+    let loss = DistillLoss::new(1.0, 2.0).unwrap();
+    let full = scalar_f64(
+        loss.forward(s.clone(), t.clone(), targets(&device), None)
+            .unwrap()
+            .soft,
+    );
+    let at_v = loss
+        .forward_topk(
+            s.clone(),
+            top_k_teacher(&tv, V, 2.0, &device),
+            targets(&device),
+            None,
+        )
+        .unwrap();
+    assert!(
+        (scalar_f64(at_v.soft) - full).abs() < 1e-4,
+        "k = vocab is the full KL"
+    );
+    for k in [1, 2, 3] {
+        let got = loss
+            .forward_topk(
+                s.clone(),
+                top_k_teacher(&tv, k, 2.0, &device),
+                targets(&device),
+                None,
+            )
+            .unwrap();
+        let want = host_bucket_soft(&sv, &tv, k, 2.0);
+        let g = scalar_f64(got.soft);
+        assert!((g - want).abs() < 1e-4, "k = {k}: {g} vs host {want}");
+        assert!(
+            g >= 0.0 && g <= full + 1e-6,
+            "k = {k}: coarser buckets lose information"
+        );
+        // The student equal to the teacher scores 0.
+        let same = loss
+            .forward_topk(
+                t.clone(),
+                top_k_teacher(&tv, k, 2.0, &device),
+                targets(&device),
+                None,
+            )
+            .unwrap();
+        assert!(
+            scalar_f64(same.soft).abs() < 1e-5,
+            "k = {k}: teacher vs itself"
+        );
+    }
 }

@@ -6,24 +6,37 @@
 //! | tensor    | dtype | shape                   | holds                                   |
 //! |-----------|-------|-------------------------|-----------------------------------------|
 //! | `indices` | I32   | `[windows, seq_len, k]` | vocabulary ids of the k largest logits  |
-//! | `logits`  | F16   | `[windows, seq_len, k]` | those logits (raw, before temperature)  |
+//! | `logits`  | F32   | `[windows, seq_len, k]` | those logits (raw, before temperature)  |
+//! | `lse`     | F32   | `[windows, seq_len]`    | `logsumexp(z / T)` over the whole vocab |
 //!
-//! `__metadata__` holds `format: compress-teacher-topk`, `k`, `seq_len`, `vocab_size`, `windows`
-//! and `digest` (FNV-1a over every window's tokens); a cache whose settings or digest differ from
-//! the run's is an error naming the value, never silently reused.
+//! `lse` lets the loss use the teacher's exact probabilities of the top k and of the rest of the
+//! vocabulary as one bucket (see [`super::loss::DistillLoss::forward_topk`]).
+//! `__metadata__` holds `format: compress-teacher-topk`, `k`, `temperature`, `seq_len`,
+//! `vocab_size`, `windows` and `digest` (FNV-1a over every window's tokens); a cache whose
+//! settings or digest differ from the run's is an error naming the value, never silently reused.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use compress_format::safetensors::{write_safetensors, Dtype, SafetensorsFile, TensorOut};
-use half::f16;
 
 use crate::error::{CoreError, Result};
 use crate::model::{batch_tensor, LlamaModel};
 use crate::tensor_util::to_vec_f32;
 
 const FORMAT: &str = "compress-teacher-topk";
+
+/// A teacher given by its top-k logits per position.
+#[derive(Clone, Debug)]
+pub struct TopK {
+    /// Vocabulary ids `[batch, seq, k]`.
+    pub ids: Tensor<3, Int>,
+    /// Raw logits at those ids `[batch, seq, k]`.
+    pub logits: Tensor<3>,
+    /// `logsumexp(z / T)` over the whole vocabulary `[batch, seq]`.
+    pub lse: Tensor<2>,
+}
 
 /// Top-k teacher logits for each position of each training window.
 #[derive(Clone, Debug)]
@@ -34,8 +47,11 @@ pub struct TopKCache {
     pub seq_len: usize,
     /// The teacher's vocabulary size.
     pub vocab_size: usize,
+    /// The temperature `lse` was taken at.
+    pub temperature: f64,
     indices: Vec<i32>,
-    logits: Vec<f16>,
+    logits: Vec<f32>,
+    lse: Vec<f32>,
     digest: u64,
 }
 
@@ -70,12 +86,15 @@ fn top_k(row: &[f32], k: usize) -> Vec<usize> {
 
 impl TopKCache {
     /// Runs `teacher` over `windows` (each `seq_len + 1` tokens; the inputs are the first
-    /// `seq_len`) in batches of `batch_size`, keeping the `k` largest logits per position.
+    /// `seq_len`) in batches of `batch_size`, keeping the `k` largest logits per position and
+    /// the log-normaliser at `temperature`.
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         teacher: &LlamaModel,
         windows: &[Vec<u32>],
         seq_len: usize,
         k: usize,
+        temperature: f64,
         batch_size: usize,
         on_batch: &mut dyn FnMut(usize),
     ) -> Result<Self> {
@@ -88,13 +107,21 @@ impl TopKCache {
         let device = teacher.embed_tokens.weight.val().device();
         let mut indices = Vec::with_capacity(windows.len() * seq_len * k);
         let mut logits = Vec::with_capacity(windows.len() * seq_len * k);
+        let mut lse = Vec::with_capacity(windows.len() * seq_len);
         for rows in windows.chunks(batch_size.max(1)) {
             let inputs: Vec<Vec<u32>> = rows.iter().map(|w| w[..seq_len].to_vec()).collect();
             let out = to_vec_f32(teacher.forward(batch_tensor(&inputs, &device)));
             for row in out.chunks(vocab) {
-                for i in top_k(row, k) {
+                let top = top_k(row, k);
+                let max = f64::from(row[top[0]]) / temperature;
+                let sum: f64 = row
+                    .iter()
+                    .map(|&z| (f64::from(z) / temperature - max).exp())
+                    .sum();
+                lse.push((max + sum.ln()) as f32);
+                for i in top {
                     indices.push(i as i32);
-                    logits.push(f16::from_f32(row[i]));
+                    logits.push(row[i]);
                 }
             }
             on_batch(rows.len());
@@ -103,8 +130,10 @@ impl TopKCache {
             k,
             seq_len,
             vocab_size: vocab,
+            temperature,
             indices,
             logits,
+            lse,
             digest: windows_digest(windows),
         })
     }
@@ -118,18 +147,15 @@ impl TopKCache {
     pub fn save(&self, path: &Path) -> Result<()> {
         let shape = vec![self.windows(), self.seq_len, self.k];
         let ids: Vec<u8> = self.indices.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let vals: Vec<u8> = self
-            .logits
-            .iter()
-            .flat_map(|v| v.to_bits().to_le_bytes())
-            .collect();
         let tensors = [
             TensorOut::new("indices", Dtype::I32, shape.clone(), ids)?,
-            TensorOut::new("logits", Dtype::F16, shape, vals)?,
+            TensorOut::from_f32("logits", shape.clone(), &self.logits, Dtype::F32)?,
+            TensorOut::from_f32("lse", &shape[..2], &self.lse, Dtype::F32)?,
         ];
         let meta: HashMap<String, String> = [
             ("format", FORMAT.to_string()),
             ("k", self.k.to_string()),
+            ("temperature", self.temperature.to_string()),
             ("seq_len", self.seq_len.to_string()),
             ("vocab_size", self.vocab_size.to_string()),
             ("windows", self.windows().to_string()),
@@ -142,12 +168,14 @@ impl TopKCache {
     }
 
     /// Reads a cache written by [`Self::save`], checking it was built with `k` logits per
-    /// position on exactly `windows` of `seq_len` inputs by a teacher of `vocab_size`.
+    /// position at `temperature` on exactly `windows` of `seq_len` inputs by a teacher of
+    /// `vocab_size`.
     pub fn load(
         path: &Path,
         windows: &[Vec<u32>],
         seq_len: usize,
         k: usize,
+        temperature: f64,
         vocab_size: usize,
     ) -> Result<Self> {
         let file = SafetensorsFile::open(path)?;
@@ -169,6 +197,7 @@ impl TopKCache {
         let digest = format!("{:016x}", windows_digest(windows));
         for (key, want) in [
             ("k", k.to_string()),
+            ("temperature", temperature.to_string()),
             ("seq_len", seq_len.to_string()),
             ("vocab_size", vocab_size.to_string()),
             ("windows", windows.len().to_string()),
@@ -182,7 +211,7 @@ impl TopKCache {
             }
         }
         let shape = [windows.len(), seq_len, k];
-        let read = |name: &str, dtype: Dtype| {
+        let read = |name: &str, dtype: Dtype, shape: &[usize]| {
             let t = file.tensor(name)?;
             if t.dtype != dtype || t.shape != shape {
                 return Err(bad(format!(
@@ -192,8 +221,14 @@ impl TopKCache {
             }
             Ok(t.data.to_vec())
         };
-        let ids = read("indices", Dtype::I32)?;
-        let vals = read("logits", Dtype::F16)?;
+        let ids = read("indices", Dtype::I32, &shape)?;
+        let f32s = |b: Vec<u8>| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
+        let logits = f32s(read("logits", Dtype::F32, &shape)?);
+        let lse = f32s(read("lse", Dtype::F32, &shape[..2])?);
         let indices: Vec<i32> = ids
             .chunks_exact(4)
             .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -203,42 +238,36 @@ impl TopKCache {
                 "index {i} outside the vocabulary of {vocab_size}"
             )));
         }
-        let logits = vals
-            .chunks_exact(2)
-            .map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])))
-            .collect();
         Ok(Self {
             k,
             seq_len,
             vocab_size,
+            temperature,
             indices,
             logits,
+            lse,
             digest: windows_digest(windows),
         })
     }
 
-    /// The cached `(indices [b, seq, k], logits [b, seq, k])` of windows `rows`, on `device`.
-    pub fn batch(&self, rows: &[usize], device: &Device) -> (Tensor<3, Int>, Tensor<3>) {
-        let per = self.seq_len * self.k;
+    /// The cached teacher of windows `rows` on `device`.
+    pub fn batch(&self, rows: &[usize], device: &Device) -> TopK {
+        let (per, s) = (self.seq_len * self.k, self.seq_len);
         let mut ids = Vec::with_capacity(rows.len() * per);
         let mut vals = Vec::with_capacity(rows.len() * per);
+        let mut lse = Vec::with_capacity(rows.len() * s);
         for &r in rows {
-            ids.extend(
-                self.indices[r * per..(r + 1) * per]
-                    .iter()
-                    .map(|&i| i64::from(i)),
-            );
-            vals.extend(
-                self.logits[r * per..(r + 1) * per]
-                    .iter()
-                    .map(|v| v.to_f32()),
-            );
+            let span = r * per..(r + 1) * per;
+            ids.extend(self.indices[span.clone()].iter().map(|&i| i64::from(i)));
+            vals.extend_from_slice(&self.logits[span]);
+            lse.extend_from_slice(&self.lse[r * s..(r + 1) * s]);
         }
         let shape = [rows.len(), self.seq_len, self.k];
-        (
-            Tensor::from_data(TensorData::new(ids, shape), device),
-            Tensor::from_data(TensorData::new(vals, shape), device),
-        )
+        TopK {
+            ids: Tensor::from_data(TensorData::new(ids, shape), device),
+            logits: Tensor::from_data(TensorData::new(vals, shape), device),
+            lse: Tensor::from_data(TensorData::new(lse, [rows.len(), self.seq_len]), device),
+        }
     }
 }
 

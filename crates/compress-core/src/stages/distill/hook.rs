@@ -110,9 +110,9 @@ impl TrainHook for DistillHook<'_> {
         });
         let parts = match (self.cache, &teacher) {
             (Some(cache), _) => {
-                let (ids, logits) = cache.batch(&batch.windows, &ad);
+                let top = cache.batch(&batch.windows, &ad);
                 self.loss
-                    .forward_topk(out.logits.clone(), ids, logits, targets, None)?
+                    .forward_topk(out.logits.clone(), top, targets, None)?
             }
             (None, Some(t)) if self.loss.alpha > 0.0 => self.loss.forward(
                 out.logits.clone(),

@@ -12,6 +12,7 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
+use super::cache::TopK;
 use crate::error::{CoreError, Result};
 
 /// The distillation loss settings.
@@ -73,33 +74,50 @@ impl DistillLoss {
         self.combine(student, soft, targets, mask)
     }
 
-    /// Like [`Self::forward`] with the teacher given by its `k` largest logits per position
-    /// (`top_ids` and `top_logits`, `[batch, seq, k]`, e.g. from a [`super::cache::TopKCache`]):
-    /// the soft term is `T² · Σ_k p_k (log p_k − log q_k)` with `p` the teacher's softmax at `T`
-    /// renormalised over its top k and `q` the student's full softmax at `T`. It is ≥ 0 and 0
-    /// exactly when the student puts the teacher's top-k probabilities on those ids.
+    /// Like [`Self::forward`] with the teacher given by its `k` largest logits per position (e.g.
+    /// from a [`super::cache::TopKCache`] built at this `T`). The soft term is the KL divergence
+    /// over `k + 1` buckets, the top-k ids and the rest of the vocabulary as one:
+    /// `T² · [Σ_k p_k (log p_k − log q_k) + p_r (log p_r − log q_r)]`, with the teacher's exact
+    /// `p_k = exp(z_k / T − lse)` and `p_r = 1 − Σ p_k`, and the student's full softmax `q` at `T`.
+    /// It is ≥ 0, 0 when the student matches those `k + 1` probabilities, and equals the full KL
+    /// when `k` is the vocabulary.
     pub fn forward_topk(
         &self,
         student: Tensor<3>,
-        top_ids: Tensor<3, Int>,
-        top_logits: Tensor<3>,
+        teacher: TopK,
         targets: Tensor<2, Int>,
         mask: Option<Tensor<2>>,
     ) -> Result<DistillParts> {
         let [b, n, v] = student.dims();
-        let [tb, tn, k] = top_ids.dims();
-        if [tb, tn] != [b, n] || top_logits.dims() != [tb, tn, k] || k > v {
+        let [tb, tn, k] = teacher.ids.dims();
+        if [tb, tn] != [b, n]
+            || teacher.logits.dims() != [tb, tn, k]
+            || teacher.lse.dims() != [tb, tn]
+            || k > v
+        {
             return Err(CoreError::Invalid(format!(
                 "teacher top-k {:?}/{:?} do not fit student logits [{b}, {n}, {v}]",
-                top_ids.dims(),
-                top_logits.dims()
+                teacher.ids.dims(),
+                teacher.logits.dims()
             )));
         }
         let temp = self.temperature;
         let soft = (self.alpha > 0.0).then(|| {
-            let lp = log_softmax(top_logits.div_scalar(temp), 2);
-            let ls = log_softmax(student.clone().div_scalar(temp), 2).gather(2, top_ids);
-            (lp.clone().exp() * (lp - ls)).sum_dim(2).squeeze_dim(2)
+            let lp = teacher.logits.div_scalar(temp) - teacher.lse.unsqueeze_dim(2);
+            let p = lp.clone().exp();
+            let ls = log_softmax(student.clone().div_scalar(temp), 2).gather(2, teacher.ids);
+            let q_top = ls.clone().exp().sum_dim(2).squeeze_dim(2);
+            let p_rest: Tensor<2> = p
+                .clone()
+                .sum_dim(2)
+                .squeeze_dim::<2>(2)
+                .neg()
+                .add_scalar(1.0)
+                .clamp_min(0.0);
+            let q_rest = q_top.neg().add_scalar(1.0).clamp_min(1e-12);
+            let top: Tensor<2> = (p * (lp - ls)).sum_dim(2).squeeze_dim(2);
+            let rest = p_rest.clone() * (p_rest.clamp_min(1e-12).log() - q_rest.log());
+            top + rest
         });
         self.combine(student, soft, targets, mask)
     }

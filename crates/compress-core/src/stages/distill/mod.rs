@@ -155,18 +155,20 @@ pub fn check_vocab(teacher: &LlamaConfig, student: &LlamaConfig) -> Result<()> {
     Ok(())
 }
 
-/// Loads the top-k cache at `path` if present, or builds it from `teacher` over `windows` and
-/// writes it; returns it and whether it was built.
+/// Loads the top-k cache at `path` if present, or builds it from `teacher` over `windows` (at
+/// `temperature`) and writes it; returns it and whether it was built.
 pub fn teacher_cache(
     teacher: &LlamaModel,
     windows: &[Vec<u32>],
     seq_len: usize,
     k: usize,
+    temperature: f64,
     path: &Path,
 ) -> Result<(TopKCache, bool)> {
     let vocab = teacher.config.vocab_size;
     if path.exists() {
-        return Ok((TopKCache::load(path, windows, seq_len, k, vocab)?, false));
+        let cache = TopKCache::load(path, windows, seq_len, k, temperature, vocab)?;
+        return Ok((cache, false));
     }
     let bar = indicatif::ProgressBar::new(windows.len() as u64);
     bar.set_style(
@@ -176,7 +178,9 @@ pub fn teacher_cache(
         .expect("valid template")
         .progress_chars("=> "),
     );
-    let cache = TopKCache::build(teacher, windows, seq_len, k, 8, &mut |n| bar.inc(n as u64))?;
+    let cache = TopKCache::build(teacher, windows, seq_len, k, temperature, 8, &mut |n| {
+        bar.inc(n as u64)
+    })?;
     bar.finish_and_clear();
     cache.save(path)?;
     Ok((cache, true))
@@ -203,7 +207,14 @@ pub fn distill(
     let init_sum = summarize(&student, eval)?;
     let cache = match &cfg.teacher_cache {
         Some((path, k)) if cfg.loss.alpha > 0.0 => Some((
-            teacher_cache(teacher, windows, cfg.train.seq_len, *k, path)?,
+            teacher_cache(
+                teacher,
+                windows,
+                cfg.train.seq_len,
+                *k,
+                cfg.loss.temperature,
+                path,
+            )?,
             path.clone(),
         )),
         _ => None,
