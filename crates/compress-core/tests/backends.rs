@@ -1,4 +1,5 @@
-//! flex and libtorch agree on the forward pass and after one training step. Needs the `tch`
+//! flex and libtorch agree on the forward pass, after one training step and after two distillation
+//! steps (teacher in the loop, feature projection). Needs the `tch`
 //! feature; the libtorch devices compared come from COMPRESS_TCH_DEVICES (default `tch:cpu`;
 //! e.g. `tch:cpu,cuda:0` on a GPU machine).
 #![cfg(feature = "tch")]
@@ -106,6 +107,85 @@ fn training_step_agrees_with_flex() {
         assert!(
             diff < TOL,
             "{name}: parameters after one step differ by {diff}"
+        );
+    }
+}
+
+/// Two distillation steps (α 0.7, T 2, cosine feature term through a learned projection) of a
+/// narrower student: loss parts and student weights.
+fn distill_on(device: &Device) -> (Vec<f64>, Vec<f32>) {
+    use compress_core::stages::distill::features::{uniform_pairs, FeatureDistance};
+    use compress_core::stages::distill::{distill, DistillConfig, DistillLoss, FeatureConfig};
+    let teacher = init_random(&config(), device, 3).unwrap();
+    let mut sc = config();
+    sc.hidden_size = 32;
+    let student = init_random(&sc, device, 4).unwrap();
+    let docs = vec![(0..200u32).map(|i| (i * 7 + 3) % 96).collect::<Vec<_>>()];
+    let cfg = DistillConfig {
+        loss: DistillLoss::new(0.7, 2.0).unwrap(),
+        features: Some(FeatureConfig {
+            weight: 0.5,
+            distance: FeatureDistance::Cosine,
+            pairs: uniform_pairs(2, 2),
+        }),
+        train: TrainConfig {
+            steps: 2,
+            batch_size: 2,
+            seq_len: 32,
+            warmup_steps: 0,
+            ..TrainConfig::default()
+        },
+        teacher_cache: None,
+        stop_after: None,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let run = RunDir {
+        dir: tmp.path().to_path_buf(),
+    };
+    let wins = windows(&docs, 32);
+    let d = distill(
+        &teacher,
+        student,
+        &sc.to_hf().unwrap(),
+        &cfg,
+        &wins,
+        &[],
+        device,
+        &run,
+        false,
+    )
+    .unwrap();
+    let parts = d
+        .metrics
+        .iter()
+        .flat_map(|m| [m.loss, m.parts["soft"], m.parts["hard"], m.parts["feature"]])
+        .collect();
+    let params = export_tensors(&d.model)
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .collect();
+    (parts, params)
+}
+
+#[test]
+fn distillation_steps_agree_with_flex() {
+    let (parts_ref, params_ref) = distill_on(&Device::flex());
+    for name in devices() {
+        let device = parse_device(&name).unwrap();
+        let (parts, params) = distill_on(&device);
+        let diff = max_abs_diff(&params_ref, &params);
+        eprintln!(
+            "distill {name} vs flex: parts {parts:?} vs {parts_ref:?}, max param diff {diff:e}"
+        );
+        for (a, b) in parts.iter().zip(&parts_ref) {
+            assert!(
+                (a - b).abs() < TOL as f64,
+                "{name}: loss parts {parts:?} vs {parts_ref:?}"
+            );
+        }
+        assert!(
+            diff < TOL,
+            "{name}: student after two steps differs by {diff}"
         );
     }
 }

@@ -71,6 +71,12 @@ pub fn run(a: InspectArgs) -> Result<()> {
             list(|x| x.intermediate_size)
         );
     }
+    if c.shared_layers > 0 {
+        println!(
+            "  shared blocks  {} distinct, layer l runs block l mod {} (compress_shared_layers)",
+            c.shared_layers, c.shared_layers
+        );
+    }
     println!("  vocab          {}", c.vocab_size);
     println!(
         "  rope           theta {}{}",

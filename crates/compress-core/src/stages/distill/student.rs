@@ -11,6 +11,7 @@
 //! Every student is a plain config the runtime and `compress eval` load.
 
 use burn::tensor::Device;
+use compress_format::hf_config::LayerShape;
 use serde::Serialize;
 
 use crate::error::{CoreError, Result};
@@ -132,7 +133,15 @@ pub fn keep_layers(teacher: &LlamaModel, keep: &[usize]) -> Result<LlamaModel> {
     let mut cfg = teacher.config.clone();
     cfg.num_layers = keep.len();
     if !cfg.layer_shapes.is_empty() {
+        // The kept layers' own sizes; the top level holds the largest of them.
         cfg.layer_shapes = keep.iter().map(|&l| teacher.config.layer(l)).collect();
+        let max = |f: fn(&LayerShape) -> usize| cfg.layer_shapes.iter().map(f).max().unwrap_or(0);
+        cfg.num_heads = max(|s| s.num_attention_heads);
+        cfg.num_kv_heads = max(|s| s.num_key_value_heads);
+        cfg.intermediate_size = max(|s| s.intermediate_size);
+        if cfg.layer_shapes.windows(2).all(|w| w[0] == w[1]) {
+            cfg.layer_shapes.clear();
+        }
     }
     let mut tensors = tensor_map(teacher);
     renumber(&mut tensors, keep);
@@ -177,7 +186,7 @@ pub fn narrow(teacher: &LlamaModel, f: f64, calib: &[Vec<u32>]) -> Result<LlamaM
         false => Some(InputNorms::collect(teacher, calib, 8)?),
     };
     let drops = |units: usize| ((1.0 - f) * units as f64).round() as usize;
-    let min_units = |g: fn(&compress_format::hf_config::LayerShape) -> usize| {
+    let min_units = |g: fn(&LayerShape) -> usize| {
         (0..cfg.num_layers)
             .map(|l| g(&cfg.layer(l)))
             .min()
