@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{compress, fails_with};
+use common::{compress, fails_with, greedy_tokens};
 use compress_core::burn::tensor::Device;
 use compress_core::model::{batch_tensor, load_model};
 use compress_core::tensor_util::to_vec_f32;
@@ -165,24 +165,7 @@ fn shared_block_students_run_the_same_in_the_runtime() {
         .fold(0.0, f32::max);
     assert!(diff < 1e-4, "runtime vs burn: {diff}");
     let o = out.to_str().unwrap();
-    let gen = |engine: &str| {
-        json(&compress(&[
-            "generate",
-            "--model",
-            o,
-            "--prompt-ids",
-            "1,17,33,5",
-            "--max-tokens",
-            "8",
-            "--engine",
-            engine,
-            "--activations",
-            "f32",
-            "--json",
-        ]))["tokens"]
-            .clone()
-    };
-    assert_eq!(gen("runtime"), gen("burn"));
+    assert_eq!(greedy_tokens(o, "runtime"), greedy_tokens(o, "burn"));
     // Stages that cannot honour shared blocks say so.
     let q = tmp.path().join("q");
     fails_with(

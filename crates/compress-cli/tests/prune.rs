@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{compress, fails_with};
+use common::{compress, fails_with, greedy_tokens};
 use compress_core::burn::tensor::Device;
 use compress_core::model::load_model;
 use compress_core::model::weights::export_tensors;
@@ -204,25 +204,11 @@ fn n_m_and_structured_dirs_load_and_decode_the_same_on_both_engines() {
                 assert!(widths.iter().any(|&w| w != widths[0]), "{widths:?}");
             }
         }
-        let gen = |engine: &str| {
-            compress(&[
-                "generate",
-                "--model",
-                o,
-                "--prompt-ids",
-                "1,17,33,5",
-                "--max-tokens",
-                "8",
-                "--engine",
-                engine,
-                "--activations",
-                "f32",
-                "--json",
-            ])
-        };
-        let tokens =
-            |s: String| serde_json::from_str::<serde_json::Value>(&s).unwrap()["tokens"].clone();
-        assert_eq!(tokens(gen("runtime")), tokens(gen("burn")), "{pattern}");
+        assert_eq!(
+            greedy_tokens(o, "runtime"),
+            greedy_tokens(o, "burn"),
+            "{pattern}"
+        );
     }
 }
 

@@ -82,7 +82,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let kl_after = kl(&model.valid())?;
     println!("KL(teacher ‖ student) on held-out windows: {kl_before:.4} → {kl_after:.4}");
-    if !(kl_after < kl_before) {
+    // NaN-safe: anything but a strict decrease fails.
+    if kl_after.partial_cmp(&kl_before) != Some(std::cmp::Ordering::Less) {
         return Err("distillation did not bring the student closer to the teacher".into());
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! Prints teacher and student side by side (layers, parameters, held-out perplexity) and writes
 //! the student with `distill_report.json` and `metrics.jsonl` (soft/hard/feature parts per step).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use compress_core::data::{chunk, load_documents, spread};
@@ -24,19 +24,6 @@ fn existing(flag: &str, p: &Path) -> Result<()> {
         anyhow::bail!("{flag} {}: file not found", p.display());
     }
     Ok(())
-}
-
-/// `.<name>.distill-run` next to `out`: the checkpoint a `--resume` continues from.
-fn run_dir(out: &Path) -> Result<PathBuf> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .with_context(|| format!("bad output path {}", out.display()))?
-        .to_string_lossy();
-    Ok(parent.join(format!(".{name}.distill-run")))
 }
 
 pub fn run(a: DistillArgs, common: &Common) -> Result<()> {
@@ -153,8 +140,9 @@ pub fn run(a: DistillArgs, common: &Common) -> Result<()> {
         teacher_cache: a.teacher_cache.clone().map(|p| (p, a.top_k)),
         stop_after: a.stop_after,
     };
+    // A fixed name (no process id), so that `--resume` finds an interrupted run's checkpoint.
     let run = RunDir {
-        dir: run_dir(&a.out)?,
+        dir: super::hidden_sibling(&a.out, "distill-run")?,
     };
     if a.resume && !run.checkpoint().is_dir() {
         anyhow::bail!("--resume: no interrupted run at {}", run.dir.display());

@@ -87,6 +87,11 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 
 /// A scratch directory next to `out` for a trainer's checkpoints (the caller removes it).
 fn scratch_dir(out: &Path, tag: &str) -> Result<PathBuf> {
+    hidden_sibling(out, &format!("{tag}-run-{}", std::process::id()))
+}
+
+/// `.<name of out>.<suffix>` in `out`'s parent directory.
+fn hidden_sibling(out: &Path, suffix: &str) -> Result<PathBuf> {
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -95,7 +100,7 @@ fn scratch_dir(out: &Path, tag: &str) -> Result<PathBuf> {
         .file_name()
         .with_context(|| format!("bad output path {}", out.display()))?
         .to_string_lossy();
-    Ok(parent.join(format!(".{name}.{tag}-run-{}", std::process::id())))
+    Ok(parent.join(format!(".{name}.{suffix}")))
 }
 
 /// Writes training metrics as `out/metrics.jsonl` (one JSON object per step).

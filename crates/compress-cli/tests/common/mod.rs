@@ -29,3 +29,23 @@ pub fn fails_with(args: &[&str], needle: &str) {
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
 }
+
+/// The 8 greedy tokens `compress generate` gives on `model` after a fixed prompt, with
+/// `engine` (`runtime` or `burn`) and f32 activations.
+pub fn greedy_tokens(model: &str, engine: &str) -> serde_json::Value {
+    let out = compress(&[
+        "generate",
+        "--model",
+        model,
+        "--prompt-ids",
+        "1,17,33,5",
+        "--max-tokens",
+        "8",
+        "--engine",
+        engine,
+        "--activations",
+        "f32",
+        "--json",
+    ]);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()["tokens"].clone()
+}
