@@ -40,8 +40,8 @@ tch_ms=""
 if [ -n "$tch" ] && [ -x "$tch" ]; then
     tch_ms=$(LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" run_compress "$tch" tch:cpu tch)
 fi
-torch_ms=$(.venv/bin/python bench/distill_step_torch.py examples/models/demo "$steps" 8 64 "$threads" \
-    | python3 -c 'import json, sys; print(f"{json.load(sys.stdin)[\"median_step_ms\"]:.1f}")')
+torch_ms=$(.venv/bin/python bench/distill_step_torch.py examples/models/demo "$steps" 8 64 "$threads" 2> "$out/torch.log" \
+    | python3 -c 'import json, sys; print("%.1f" % json.load(sys.stdin)["median_step_ms"])')
 python3 - "$flex_ms" "${tch_ms:-nan}" "$torch_ms" "$threads" <<'PY'
 import sys
 flex, tch, torch, threads = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
