@@ -509,6 +509,12 @@ pub struct PruneArgs {
     /// Retraining peak learning rate (warmup, then cosine to a tenth).
     #[arg(long, default_value_t = 5e-4)]
     pub lr: f64,
+    /// Retrain against the dense model: weight α of the distillation (soft) term, 0 = plain LM loss.
+    #[arg(long, default_value_t = 0.0)]
+    pub distill_alpha: f64,
+    /// Softmax temperature of the distillation term.
+    #[arg(long = "distill-T", default_value_t = 2.0)]
+    pub distill_temperature: f64,
     /// Leave these linear layers (HF names or prefixes) dense; lm_head always is.
     #[arg(long, num_args = 1..)]
     pub ignore: Vec<String>,

@@ -13,6 +13,7 @@ use burn::tensor::Device;
 use common::{counting_docs, micro_config};
 use compress_core::model::weights::{build_model, export_tensors, init_random, param_id};
 use compress_core::model::{batch_tensor, LlamaConfig, LlamaModel};
+use compress_core::stages::distill::DistillLoss;
 use compress_core::stages::prune::masks::linear_names;
 use compress_core::stages::prune::{
     prune, Criterion, Pattern, PruneConfig, PruneData, Schedule, Scope,
@@ -42,6 +43,7 @@ fn config(pattern: Pattern, schedule: Schedule, steps: usize) -> PruneConfig {
         rounds: 2,
         ignore: vec![],
         retrain: (steps > 0).then(|| retrain(steps)),
+        distill: None,
     }
 }
 
@@ -85,15 +87,23 @@ fn zeros(v: &[f32]) -> usize {
 
 #[test]
 fn unstructured_masks_hold_exactly_through_retraining() {
-    for (schedule, scope, criterion) in [
-        (Schedule::OneShot, Scope::Layer, Criterion::Magnitude),
-        (Schedule::Iterative, Scope::Layer, Criterion::Wanda),
-        (Schedule::Agp, Scope::Global, Criterion::Magnitude),
+    for (schedule, scope, criterion, distill) in [
+        (Schedule::OneShot, Scope::Layer, Criterion::Magnitude, false),
+        (Schedule::Iterative, Scope::Layer, Criterion::Wanda, false),
+        (Schedule::Agp, Scope::Global, Criterion::Magnitude, false),
+        // Retraining against the dense model: the masks still hold, the loss has its parts.
+        (Schedule::Agp, Scope::Layer, Criterion::Magnitude, true),
     ] {
         let mut cfg = config(Pattern::Unstructured, schedule, 8);
         cfg.scope = scope;
         cfg.criterion = criterion;
+        cfg.distill = distill.then(|| DistillLoss::new(0.7, 2.0).unwrap());
         let p = run(&cfg);
+        assert_eq!(
+            p.metrics.iter().all(|m| m.parts.contains_key("soft")),
+            distill,
+            "distillation parts"
+        );
         let masks = p.masks.as_ref().unwrap();
         let t = tensors(&p.model);
         let what = format!("{schedule:?} {scope:?} {criterion:?}");

@@ -1,6 +1,6 @@
 //! `compress prune --model M --out O --sparsity S [--pattern unstructured|N:M|heads|neurons]
 //! [--scope layer|global] [--criterion magnitude|wanda] [--schedule oneshot|iterative|agp]
-//! [--rounds K] [--retrain-steps N] [--data F] [--eval-data F] [--json]`.
+//! [--rounds K] [--retrain-steps N] [--data F] [--distill-alpha A --distill-T T] [--eval-data F] [--json]`.
 //!
 //! Prints a report per round (sparsity, held-out perplexity after pruning and after
 //! retraining) and writes the model with `prune_report.json` (and `metrics.jsonl` when it
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use compress_core::data::{chunk, load_documents, spread};
 use compress_core::outdir::check_output_dir;
+use compress_core::stages::distill::DistillLoss;
 use compress_core::stages::prune::{
     prune, save_pruned, Criterion, Pattern, PruneConfig, PruneData, PruneReport, RoundReport,
     Schedule, Scope,
@@ -70,8 +71,25 @@ fn config(a: &PruneArgs, seed: u64) -> Result<PruneConfig> {
         },
         rounds: a.rounds,
         ignore: a.ignore.clone(),
+        distill: match a.distill_alpha {
+            0.0 => None,
+            alpha => Some(DistillLoss::new(alpha, a.distill_temperature).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.to_string()
+                        .replace("--alpha", "--distill-alpha")
+                        .replace("--T", "--distill-T")
+                )
+            })?),
+        },
         retrain,
     };
+    if cfg.distill.is_some() && cfg.retrain.is_none() {
+        anyhow::bail!(
+            "--distill-alpha {}: distills while retraining; give --retrain-steps",
+            a.distill_alpha
+        );
+    }
     cfg.validate()?;
     if cfg.retrain.is_some() && a.data.is_none() {
         anyhow::bail!(

@@ -19,6 +19,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod combined;
 pub mod masks;
 pub mod schedule;
 
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::model::{batch_tensor, LlamaModel, ModelOutput};
+pub use combined::Combined;
 pub use masks::ParamMasks;
 pub use schedule::WarmupCosine;
 

@@ -33,7 +33,8 @@ use crate::model::hf::{write_model_files, SaveOptions};
 use crate::model::weights::{build_from_map, tensor_map, tensor_specs};
 use crate::model::{LlamaConfig, LlamaModel};
 use crate::outdir::write_dir_atomically;
-use crate::train::{train, NoHook, RunDir, StepMetrics, TrainConfig};
+use crate::stages::distill::{DistillHook, DistillLoss};
+use crate::train::{train, Combined, NoHook, RunDir, StepMetrics, TrainConfig};
 pub use masks::{LayerSparsity, Masks};
 pub use schedule::{MaskHook, MaskUpdate, Pruner};
 pub use structured::LayerUnits;
@@ -147,6 +148,8 @@ pub struct PruneConfig {
     pub ignore: Vec<String>,
     /// Retraining (steps per round for iterative, the whole run for AGP); `None` = no retraining.
     pub retrain: Option<TrainConfig>,
+    /// Retrain against the dense model with this distillation loss instead of the plain LM loss.
+    pub distill: Option<DistillLoss>,
 }
 
 impl PruneConfig {
@@ -348,6 +351,8 @@ pub fn prune(
         kept: Vec::new(),
     };
     let mut metrics = Vec::new();
+    // The dense model teaches every round's retraining when distillation is on.
+    let teacher = cfg.distill.map(|_| model.clone());
     let mut retrain =
         |model: LlamaModel, hook: &mut dyn crate::train::TrainHook, round: usize, hf: &HfConfig| {
             let Some(t) = &cfg.retrain else {
@@ -361,9 +366,21 @@ pub fn prune(
             let round_run = RunDir {
                 dir: run.dir.join(format!("round{round}")),
             };
-            let out = train(
-                model, hf, data.train, t, device, &round_run, false, None, hook,
-            )?;
+            let out = match (&teacher, cfg.distill) {
+                (Some(teacher), Some(loss)) => {
+                    let mut distill = DistillHook::new(teacher, device, loss, None);
+                    let mut both = Combined {
+                        masks: hook,
+                        loss: &mut distill,
+                    };
+                    train(
+                        model, hf, data.train, t, device, &round_run, false, None, &mut both,
+                    )?
+                }
+                _ => train(
+                    model, hf, data.train, t, device, &round_run, false, None, hook,
+                )?,
+            };
             let steps = out.metrics.len();
             metrics.extend(out.metrics);
             Ok::<_, CoreError>((out.model, steps))
