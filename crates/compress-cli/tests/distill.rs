@@ -29,15 +29,15 @@ fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap()
 }
 
-/// `compress distill` with a short, small run and `extra` flags; the parsed `--json` report.
-fn distill(out: &Path, extra: &[&str]) -> serde_json::Value {
-    let (demo, data, o) = (demo(), valid(), out.to_str().unwrap().to_string());
-    let mut args = vec![
+/// `compress distill` of the demo on valid.txt into `out`: 3 steps of 2 × 32 tokens, quiet.
+fn base_args(out: &Path) -> Vec<String> {
+    let o = out.to_str().unwrap().to_string();
+    [
         "distill",
         "--teacher",
-        &demo,
+        &demo(),
         "--data",
-        &data,
+        &valid(),
         "--out",
         &o,
         "--steps",
@@ -46,10 +46,19 @@ fn distill(out: &Path, extra: &[&str]) -> serde_json::Value {
         "32",
         "--batch-size",
         "2",
-        "--json",
         "-q",
-    ];
-    args.extend_from_slice(extra);
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// [`base_args`] with `extra` flags and `--json`: the parsed report.
+fn distill(out: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = base_args(out);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("--json".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     json(&compress(&args))
 }
 
@@ -230,35 +239,21 @@ fn interrupted_runs_resume_and_the_teacher_cache_is_reused() {
     ];
     let full = distill(&a, &flags);
     assert_eq!(full["teacher_cache"][1], true, "built on the first run");
-    let mut stop = flags.to_vec();
-    stop.extend(["--stop-after", "2"]);
-    let (demo, data, o) = (demo(), valid(), b.to_str().unwrap().to_string());
-    let base = [
-        "distill",
-        "--teacher",
-        &demo,
-        "--data",
-        &data,
-        "--out",
-        &o,
-        "--steps",
-        "3",
-        "--seq-len",
-        "32",
-        "--batch-size",
-        "2",
-        "-q",
-    ];
-    let mut args: Vec<&str> = base.to_vec();
-    args.extend(&stop);
-    compress(&args);
+    let base = base_args(&b);
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .cloned()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect()
+    };
+    let stopped = with(&[&flags[..], &["--stop-after", "2"]].concat());
+    compress(&stopped.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         !b.join("config.json").exists(),
         "nothing written before the end"
     );
-    let mut args: Vec<&str> = base.to_vec();
-    args.extend(&flags);
-    args.extend(["--resume", "--json"]);
+    let resumed = with(&[&flags[..], &["--resume", "--json"]].concat());
+    let args: Vec<&str> = resumed.iter().map(String::as_str).collect();
     let resumed = json(&compress(&args));
     assert_eq!(resumed["teacher_cache"][1], false, "reused");
     assert_eq!(resumed["steps"], 3);
@@ -281,30 +276,12 @@ fn interrupted_runs_resume_and_the_teacher_cache_is_reused() {
         );
     }
     // A cache made for other settings is refused, naming the value.
-    let c2 = tmp.path().join("c2");
-    let (demo, data) = (demo.clone(), data.clone());
+    let other: Vec<String> = base_args(&tmp.path().join("c2"))
+        .into_iter()
+        .chain(flags.iter().chain(&["--T", "3"]).map(|s| s.to_string()))
+        .collect();
     fails_with(
-        &[
-            "distill",
-            "--teacher",
-            &demo,
-            "--data",
-            &data,
-            "--out",
-            c2.to_str().unwrap(),
-            "--student-layers",
-            "2",
-            "--teacher-cache",
-            c,
-            "--top-k",
-            "8",
-            "--T",
-            "3",
-            "--steps",
-            "1",
-            "--seq-len",
-            "32",
-        ],
+        &other.iter().map(String::as_str).collect::<Vec<_>>(),
         "temperature",
     );
 }
