@@ -14,6 +14,7 @@
 //! key back and overwrites only the typed fields whose values were changed,
 //! so unknown keys survive a load/save round trip.
 
+pub mod moe;
 mod parse;
 mod rope;
 mod write_back;
@@ -153,6 +154,8 @@ pub struct HfConfig {
     pub layer_shapes: Vec<LayerShape>,
     /// Distinct stored blocks cycled through the depth ([`SHARED_LAYERS_KEY`]); 0 = none shared.
     pub shared_layers: usize,
+    /// Mixture-of-experts FFNs ([`moe`]), if the model has them.
+    pub moe: Option<moe::MoeConfig>,
     /// The whole original JSON object.
     pub raw: Map<String, Value>,
 }
@@ -235,6 +238,16 @@ impl HfConfig {
                 ),
             ));
         }
+        if let Some(m) = &self.moe {
+            m.validate(self.intermediate_size, path)?;
+            if !self.layer_shapes.is_empty() || self.shared_layers > 0 {
+                return Err(FormatError::invalid(
+                    path,
+                    moe::NUM_EXPERTS_KEY,
+                    "experts need every layer of one shape and none shared",
+                ));
+            }
+        }
         for (l, ls) in self.layer_shapes.iter().enumerate() {
             let (h, kv, i) = (
                 ls.num_attention_heads,
@@ -306,7 +319,8 @@ impl HfConfig {
             let o_bias = if self.o_proj_bias() { h } else { 0 };
             let mlp_bias = if self.mlp_bias() { 2 * i + h } else { 0 };
             let attn = h * q + 2 * h * kv + q * h + qkv_bias + o_bias;
-            attn + 3 * h * i + mlp_bias + 2 * h
+            let router = self.moe.map_or(0, |m| m.num_experts * h);
+            attn + 3 * h * i + mlp_bias + 2 * h + router
         };
         let layers: usize = (0..self.stored_layers())
             .map(|l| layer(self.layer(l)))

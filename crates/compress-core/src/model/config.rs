@@ -1,6 +1,7 @@
 //! [`LlamaConfig`]: the run-time shape of a Llama-family decoder, built from an HF
 //! `config.json` ([`LlamaConfig::from_hf`]) or a preset ([`LlamaConfig::preset`]).
 
+use compress_format::hf_config::moe::MoeConfig;
 use compress_format::hf_config::{
     Architecture, HfConfig, LayerShape, RopeScaling, LAYER_SHAPES_KEY, SHARED_LAYERS_KEY,
 };
@@ -55,6 +56,9 @@ pub struct LlamaConfig {
     /// `l` runs block `l mod shared_layers`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shared_layers: usize,
+    /// Mixture-of-experts FFNs (experts, top-k, routing rule), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<MoeConfig>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -88,6 +92,7 @@ impl LlamaConfig {
             eos_token_ids: hf.eos_token_ids.clone(),
             layer_shapes: hf.layer_shapes.clone(),
             shared_layers: hf.shared_layers,
+            moe: hf.moe,
         }
     }
 
@@ -113,6 +118,7 @@ impl LlamaConfig {
                 eos_token_ids: vec![2],
                 layer_shapes: Vec::new(),
                 shared_layers: 0,
+                moe: None,
             }),
             other => Err(CoreError::Invalid(format!(
                 "unknown model preset `{other}` (known: tiny; or pass a config.json path)"
@@ -181,6 +187,9 @@ impl LlamaConfig {
         if self.shared_layers > 0 {
             obj.insert(SHARED_LAYERS_KEY.into(), self.shared_layers.into());
         }
+        if let Some(m) = &self.moe {
+            m.write(obj);
+        }
         if !self.layer_shapes.is_empty() {
             obj.insert(
                 LAYER_SHAPES_KEY.into(),
@@ -245,7 +254,8 @@ impl LlamaConfig {
             if self.o_proj_bias() {
                 attn += h;
             }
-            attn + 3 * h * ls.intermediate_size + 2 * h
+            let router = self.moe.map_or(0, |m| m.num_experts * h);
+            attn + 3 * h * ls.intermediate_size + 2 * h + router
         };
         let layers: usize = (0..self.stored_layers())
             .map(|l| layer(self.layer(l)))

@@ -6,6 +6,7 @@ use burn::nn::Linear;
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Tensor};
 
+use super::experts::Experts;
 use super::rope::Rope;
 use crate::stages::quantize::qat::{linear_forward, FakeQuant};
 
@@ -49,12 +50,22 @@ pub struct Mlp {
     /// Fake quantization of gate/up/down in the forward (QAT); all `None` for float.
     #[module(skip)]
     pub fake_quant: [Option<FakeQuant>; 3],
+    /// The router `mlp.gate` (hidden → experts) of a mixture-of-experts FFN; `None` when dense.
+    pub router: Option<Linear>,
+    /// The experts (sizes, top-k, routing rule) of a mixture-of-experts FFN.
+    #[module(skip)]
+    pub experts: Option<Experts>,
 }
 
 impl Mlp {
     /// `x`: `[batch, seq, hidden]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.apply(2, self.hidden(x))
+        let h = self.hidden(x.clone());
+        let h = match (&self.router, &self.experts) {
+            (Some(router), Some(experts)) => h * experts.neuron_weights(router.forward(x)),
+            _ => h,
+        };
+        self.apply(2, h)
     }
 
     /// The input of `down_proj`: `silu(gate(x)) · up(x)`, `[batch, seq, intermediate]`.

@@ -2,6 +2,7 @@
 //! tensors by HF name (load/save live in [`hf`]).
 
 pub mod config;
+pub mod experts;
 pub mod hf;
 pub mod layers;
 pub mod llama;

@@ -15,10 +15,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::config::LlamaConfig;
+use super::experts::Experts;
 use super::layers::{linear, param, Attention, Mlp, RmsNorm};
 use super::llama::{DecoderLayer, LlamaModel};
 use super::rope::Rope;
 use crate::error::{CoreError, Result};
+use compress_format::hf_config::moe::expert_sizes;
 
 /// How a named tensor is stored and initialized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,17 +89,34 @@ pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
             vec![h],
             Norm,
         ));
-        out.push(spec(
-            format!("{p}.mlp.gate_proj.weight"),
-            vec![i, h],
-            Linear,
-        ));
-        out.push(spec(format!("{p}.mlp.up_proj.weight"), vec![i, h], Linear));
-        out.push(spec(
-            format!("{p}.mlp.down_proj.weight"),
-            vec![h, i],
-            Linear,
-        ));
+        match &cfg.moe {
+            None => {
+                out.push(spec(
+                    format!("{p}.mlp.gate_proj.weight"),
+                    vec![i, h],
+                    Linear,
+                ));
+                out.push(spec(format!("{p}.mlp.up_proj.weight"), vec![i, h], Linear));
+                out.push(spec(
+                    format!("{p}.mlp.down_proj.weight"),
+                    vec![h, i],
+                    Linear,
+                ));
+            }
+            Some(m) => {
+                out.push(spec(
+                    format!("{p}.mlp.gate.weight"),
+                    vec![m.num_experts, h],
+                    Linear,
+                ));
+                for (e, n) in expert_sizes(i, m.num_experts).into_iter().enumerate() {
+                    let x = format!("{p}.mlp.experts.{e}");
+                    out.push(spec(format!("{x}.gate_proj.weight"), vec![n, h], Linear));
+                    out.push(spec(format!("{x}.up_proj.weight"), vec![n, h], Linear));
+                    out.push(spec(format!("{x}.down_proj.weight"), vec![h, n], Linear));
+                }
+            }
+        }
     }
     out.push(spec("model.norm.weight".into(), vec![h], Norm));
     if !cfg.tie_word_embeddings {
@@ -135,6 +154,25 @@ pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// HF matrices stacked by rows, or side by side (rows equal): `(rows, cols, values)`.
+fn concat_hf(parts: &[(TensorSpec, Vec<f32>)], by_rows: bool) -> (usize, usize, Vec<f32>) {
+    if by_rows {
+        let cols = parts[0].0.shape[1];
+        let v: Vec<f32> = parts.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        return (v.len() / cols, cols, v);
+    }
+    let rows = parts[0].0.shape[0];
+    let cols: usize = parts.iter().map(|(s, _)| s.shape[1]).sum();
+    let mut v = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        for (s, p) in parts {
+            let c = s.shape[1];
+            v.extend_from_slice(&p[r * c..(r + 1) * c]);
+        }
+    }
+    (rows, cols, v)
 }
 
 /// Fetches tensors from a source one at a time and turns them into parameters, so at most
@@ -184,6 +222,24 @@ impl<'a> Pending<'a> {
         let (s, v) = self.take(name)?;
         let t = Tensor::<2>::from_data(TensorData::new(v, [s.shape[0], s.shape[1]]), self.device);
         Ok(param(param_id(name), t))
+    }
+
+    /// One linear from the HF weights `names` (`[rows, cols]` each) stacked by rows (`by_rows`)
+    /// or placed side by side, with the parameter id of `as_prefix.weight`.
+    fn linear_cat(&mut self, names: &[String], as_prefix: &str, by_rows: bool) -> Result<Linear> {
+        let parts = names
+            .iter()
+            .map(|n| self.take(n))
+            .collect::<Result<Vec<_>>>()?;
+        let (rows, cols, v) = concat_hf(&parts, by_rows);
+        let w = Tensor::<2>::from_data(
+            TensorData::new(transpose(&v, rows, cols), [cols, rows]),
+            self.device,
+        );
+        Ok(linear(
+            param(param_id(&format!("{as_prefix}.weight")), w),
+            None,
+        ))
     }
 
     /// `prefix.weight` (transposed to burn's `[in, out]`) and `prefix.bias` when `bias`.
@@ -259,11 +315,43 @@ fn take_layer(cfg: &LlamaConfig, l: usize, src: &mut Pending) -> Result<DecoderL
         post_attention_layernorm: norm(
             src.vector(&format!("{p}.post_attention_layernorm.weight"))?,
         ),
-        mlp: Mlp {
-            gate_proj: src.linear(&format!("{p}.mlp.gate_proj"), false)?,
-            up_proj: src.linear(&format!("{p}.mlp.up_proj"), false)?,
-            down_proj: src.linear(&format!("{p}.mlp.down_proj"), false)?,
-            fake_quant: Default::default(),
+        mlp: match &cfg.moe {
+            None => Mlp {
+                gate_proj: src.linear(&format!("{p}.mlp.gate_proj"), false)?,
+                up_proj: src.linear(&format!("{p}.mlp.up_proj"), false)?,
+                down_proj: src.linear(&format!("{p}.mlp.down_proj"), false)?,
+                fake_quant: Default::default(),
+                router: None,
+                experts: None,
+            },
+            Some(m) => {
+                let experts = Experts::new(m, cfg.layer(l).intermediate_size);
+                let names = |proj: &str| -> Vec<String> {
+                    (0..m.num_experts)
+                        .map(|e| format!("{p}.mlp.experts.{e}.{proj}.weight"))
+                        .collect()
+                };
+                Mlp {
+                    gate_proj: src.linear_cat(
+                        &names("gate_proj"),
+                        &format!("{p}.mlp.gate_proj"),
+                        true,
+                    )?,
+                    up_proj: src.linear_cat(
+                        &names("up_proj"),
+                        &format!("{p}.mlp.up_proj"),
+                        true,
+                    )?,
+                    down_proj: src.linear_cat(
+                        &names("down_proj"),
+                        &format!("{p}.mlp.down_proj"),
+                        false,
+                    )?,
+                    fake_quant: Default::default(),
+                    router: Some(src.linear(&format!("{p}.mlp.gate"), false)?),
+                    experts: Some(experts),
+                }
+            }
         },
     })
 }
@@ -327,31 +415,85 @@ pub fn export_layer(layer: &DecoderLayer, l: usize) -> Vec<(TensorSpec, Vec<f32>
         layer.input_layernorm.weight.val(),
     ));
     let a = &layer.self_attn;
-    for (proj, lin) in [
+    let m = &layer.mlp;
+    let mut linears = vec![
         ("self_attn.q_proj", &a.q_proj),
         ("self_attn.k_proj", &a.k_proj),
         ("self_attn.v_proj", &a.v_proj),
         ("self_attn.o_proj", &a.o_proj),
-        ("mlp.gate_proj", &layer.mlp.gate_proj),
-        ("mlp.up_proj", &layer.mlp.up_proj),
-        ("mlp.down_proj", &layer.mlp.down_proj),
-    ] {
-        let w = lin.weight.val();
-        let [i, o] = w.dims();
-        let name = format!("{p}.{proj}");
-        out.push((
-            spec(format!("{name}.weight"), vec![o, i], TensorKind::Linear),
-            transpose(&values_of(w), i, o),
-        ));
-        if let Some(b) = &lin.bias {
-            let v = values_of(b.val());
-            out.push((spec(format!("{name}.bias"), vec![o], TensorKind::Bias), v));
+    ];
+    match (&m.router, &m.experts) {
+        (Some(router), Some(experts)) => {
+            linears.push(("mlp.gate", router));
+            for (proj, lin) in linears {
+                out.extend(export_linear(&format!("{p}.{proj}"), lin));
+            }
+            // Each expert's block of neurons: gate/up rows, down columns.
+            let whole = |lin: &Linear| {
+                let w = lin.weight.val();
+                let [i, o] = w.dims();
+                (o, i, transpose(&values_of(w), i, o))
+            };
+            let (gate, up, down) = (whole(&m.gate_proj), whole(&m.up_proj), whole(&m.down_proj));
+            let mut start = 0;
+            for (e, &n) in experts.sizes.iter().enumerate() {
+                let x = format!("{p}.mlp.experts.{e}");
+                for (proj, (_, cols, v)) in [("gate_proj", &gate), ("up_proj", &up)] {
+                    let rows = v[start * cols..(start + n) * cols].to_vec();
+                    out.push((
+                        spec(
+                            format!("{x}.{proj}.weight"),
+                            vec![n, *cols],
+                            TensorKind::Linear,
+                        ),
+                        rows,
+                    ));
+                }
+                let (h, i, v) = &down;
+                let cols: Vec<f32> = (0..*h)
+                    .flat_map(|r| v[r * i + start..r * i + start + n].iter().copied())
+                    .collect();
+                out.push((
+                    spec(
+                        format!("{x}.down_proj.weight"),
+                        vec![*h, n],
+                        TensorKind::Linear,
+                    ),
+                    cols,
+                ));
+                start += n;
+            }
+        }
+        _ => {
+            linears.push(("mlp.gate_proj", &m.gate_proj));
+            linears.push(("mlp.up_proj", &m.up_proj));
+            linears.push(("mlp.down_proj", &m.down_proj));
+            for (proj, lin) in linears {
+                out.extend(export_linear(&format!("{p}.{proj}"), lin));
+            }
         }
     }
     out.push(vector(
         format!("{p}.post_attention_layernorm.weight"),
         layer.post_attention_layernorm.weight.val(),
     ));
+    out
+}
+
+/// `name.weight` (HF layout `[out, in]`) and `name.bias` of a linear.
+fn export_linear(name: &str, lin: &Linear) -> Vec<(TensorSpec, Vec<f32>)> {
+    let w = lin.weight.val();
+    let [i, o] = w.dims();
+    let mut out = vec![(
+        spec(format!("{name}.weight"), vec![o, i], TensorKind::Linear),
+        transpose(&values_of(w), i, o),
+    )];
+    if let Some(b) = &lin.bias {
+        out.push((
+            spec(format!("{name}.bias"), vec![o], TensorKind::Bias),
+            values_of(b.val()),
+        ));
+    }
     out
 }
 

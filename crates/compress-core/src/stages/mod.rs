@@ -2,5 +2,6 @@
 //! `math.rs` the pure functions it is built on.
 
 pub mod distill;
+pub mod moe;
 pub mod prune;
 pub mod quantize;

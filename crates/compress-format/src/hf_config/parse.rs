@@ -265,6 +265,7 @@ impl HfConfig {
             eos_token_ids,
             torch_dtype,
             layer_shapes,
+            moe: super::moe::MoeConfig::parse(&raw, path)?,
             shared_layers: match k.opt_usize(SHARED_LAYERS_KEY)? {
                 Some(0) => {
                     return Err(FormatError::invalid(path, SHARED_LAYERS_KEY, "must be > 0"))

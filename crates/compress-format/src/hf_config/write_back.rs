@@ -89,6 +89,12 @@ pub(super) fn write_back(cfg: &HfConfig, orig: Option<&HfConfig>, out: &mut Map<
             out.insert(super::LAYER_SHAPES_KEY.into(), v);
         }
     }
+    if changed!(moe) {
+        super::moe::MoeConfig::clear(out);
+        if let Some(m) = &cfg.moe {
+            m.write(out);
+        }
+    }
     if changed!(shared_layers) {
         match cfg.shared_layers {
             0 => out.remove(super::SHARED_LAYERS_KEY),
