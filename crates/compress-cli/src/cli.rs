@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod distill;
+mod moe;
 pub use distill::{DistillArgs, FeatureLoss};
+pub use moe::{MoeArgs, MoeRouting};
 
 /// compress: make Llama-family LLMs smaller and faster, and run them.
 #[derive(Parser, Debug)]
@@ -59,6 +61,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Distill a teacher into a smaller student (fewer layers, narrower, shared blocks, or a dir).
     Distill(DistillArgs),
+    /// Convert a dense FFN into a mixture of experts with trained routers (MoEfication).
+    Moe(MoeArgs),
     /// Train a byte-level BPE tokenizer.json on text files.
     TrainTokenizer(TrainTokenizerArgs),
     /// Export a model directory (float or pack-quantized) to another format (GGUF for llama.cpp).
@@ -192,6 +196,9 @@ pub struct EvalArgs {
     /// Write the first sequence's logits as f32 [tokens, vocab] .npy.
     #[arg(long)]
     pub logits_out: Option<PathBuf>,
+    /// Experts each token runs in a mixture-of-experts model (default: its config's).
+    #[arg(long)]
+    pub top_k: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -234,6 +241,9 @@ pub struct GenerateArgs {
     /// Activations of the runtime's quantized kernels.
     #[arg(long, value_enum, default_value = "q8")]
     pub activations: Activations,
+    /// Experts each token runs in a mixture-of-experts model (default: its config's; burn engine).
+    #[arg(long)]
+    pub top_k: Option<usize>,
 }
 
 /// `compress train`.

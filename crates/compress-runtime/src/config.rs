@@ -41,6 +41,12 @@ impl ModelConfig {
         let path = dir.join("config.json");
         let hf = HfConfig::from_file(&path)?;
         hf.validate(&path)?;
+        if hf.moe.is_some() {
+            return Err(RuntimeError::unsupported(
+                &path,
+                "num_experts: the runtime does not run mixture-of-experts FFNs yet; use --engine burn",
+            ));
+        }
         if hf.mlp_bias() {
             return Err(RuntimeError::unsupported(
                 &path,

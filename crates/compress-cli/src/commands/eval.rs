@@ -9,7 +9,10 @@ use crate::cli::{Common, EvalArgs};
 
 pub fn run(a: EvalArgs, common: &Common) -> Result<()> {
     let device = super::device(common)?;
-    let loaded = super::load(&a.model, &device)?;
+    let mut loaded = super::load(&a.model, &device)?;
+    if let Some(k) = a.top_k {
+        compress_core::stages::moe::set_top_k(&mut loaded.model, k)?;
+    }
     let cfg = &loaded.model.config;
     let tokenizer = Tokenizer::from_model_dir(&a.model)?;
     let docs = load_documents(&a.data, tokenizer.as_ref(), cfg.vocab_size)?;

@@ -84,13 +84,19 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
     let tokens = match a.engine {
         EngineKind::Burn => {
             let device = super::device(common)?;
-            let loaded = super::load(&a.model, &device)?;
+            let mut loaded = super::load(&a.model, &device)?;
+            if let Some(k) = a.top_k {
+                compress_core::stages::moe::set_top_k(&mut loaded.model, k)?;
+            }
             if !a.ignore_eos {
                 cfg.stop_tokens = loaded.model.config.eos_token_ids.clone();
             }
             generate(&loaded.model, &prompt, &cfg, |t| printer.push(t))?
         }
         EngineKind::Runtime => {
+            if a.top_k.is_some() {
+                anyhow::bail!("--top-k: mixture-of-experts models run on --engine burn for now");
+            }
             if common.device != "cpu" {
                 anyhow::bail!(
                     "--engine runtime runs on the CPU; use --engine burn for --device {}",

@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod generate;
 mod inspect;
+mod moe;
 mod prune;
 mod quantize;
 mod train;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Quantize(a) => quantize::run(a, &cli.common),
         Command::Prune(a) => prune::run(a, &cli.common),
         Command::Distill(a) => distill::run(a, &cli.common),
+        Command::Moe(a) => moe::run(a, &cli.common),
         Command::TrainTokenizer(a) => train_tokenizer::run(a),
         Command::Export(a) => export::run(a, &cli.common),
         Command::Bench(a) => bench::run(a, &cli.common),

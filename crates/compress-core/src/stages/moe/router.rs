@@ -124,7 +124,9 @@ pub fn train_router(
     };
     let ad = device.clone().autodiff();
     let zeros = Tensor::<2>::zeros([hidden, experts], device);
-    let mut router = linear(param(param_id("router"), zeros), None).fork(&ad);
+    let mut router = linear(param(param_id("router"), zeros), None)
+        .fork(&ad)
+        .train();
     let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let batch = 256.min(train.len().max(1));
