@@ -172,8 +172,6 @@ pub fn moefy(
         for (l, d) in data.iter().enumerate() {
             let r = router::train_router(
                 d,
-                h,
-                cfg.experts,
                 cfg.top_k,
                 cfg.router_steps,
                 cfg.router_lr,

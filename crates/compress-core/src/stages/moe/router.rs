@@ -21,6 +21,10 @@ use crate::tensor_util::to_vec_f32;
 /// One layer's router training data.
 #[derive(Clone, Debug, Default)]
 pub struct RouterData {
+    /// Width of an FFN input.
+    pub hidden: usize,
+    /// Experts of the layer.
+    pub experts: usize,
     /// FFN inputs `[tokens, hidden]`.
     pub x: Vec<f32>,
     /// Each expert's output norm per token `[tokens, experts]`.
@@ -94,19 +98,18 @@ pub struct TrainedRouter {
     pub accuracy: f64,
 }
 
-/// Trains a router for `data` (`hidden` wide, `experts` experts, targets the best `k`) for
-/// `steps` AdamW steps of 256 tokens at `lr`; 10% of the tokens are held out for accuracy.
+/// Trains a router for `data` (targets: the best `k` experts) for `steps` AdamW steps of 256
+/// tokens at `lr`; 10% of the tokens are held out for accuracy.
 pub fn train_router(
     data: &RouterData,
-    hidden: usize,
-    experts: usize,
     k: usize,
     steps: usize,
     lr: f64,
     seed: u64,
     device: &Device,
 ) -> Result<TrainedRouter> {
-    let n = data.x.len() / hidden;
+    let (hidden, experts) = (data.hidden, data.experts);
+    let n = data.x.len() / hidden.max(1);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut StdRng::seed_from_u64(seed));
     let held = (n / 10).max(1).min(n);
