@@ -57,6 +57,7 @@ pub fn collect(model: &LlamaModel, samples: &[Vec<u32>], batch: usize) -> Result
             debug_assert_eq!(start, i);
             let norms = to_vec_f32(Tensor::cat(per_expert, 1));
             let hidden = taps.mlp_in.dims()[2];
+            (data[l].hidden, data[l].experts) = (hidden, sizes.len());
             data[l]
                 .x
                 .extend(to_vec_f32(taps.mlp_in.reshape([b * s, hidden])));

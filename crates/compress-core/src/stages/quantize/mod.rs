@@ -149,6 +149,10 @@ pub(crate) fn check_ignore(cfg: &LlamaConfig, extra: &[String]) -> Result<Vec<St
         }
     }
     let mut ignore = vec!["lm_head".to_string()];
+    // Mixture-of-experts routers stay in float, as every MoE checkpoint keeps them.
+    if cfg.moe.is_some() {
+        ignore.extend((0..cfg.stored_layers()).map(|l| format!("model.layers.{l}.mlp.gate")));
+    }
     ignore.extend(extra.iter().cloned());
     Ok(ignore)
 }

@@ -251,6 +251,14 @@ pub fn quantize_sequential(
         (true, Some(c)) => Some(c),
         (false, _) => None,
     };
+    if mcfg.moe.is_some() && calib.is_some() {
+        return Err(CoreError::Invalid(format!(
+            "--method {}: calibrated quantization of mixture-of-experts layers ({}) is not \
+             supported yet; use --method rtn or mse",
+            cfg.method.name(),
+            compress_format::hf_config::moe::NUM_EXPERTS_KEY
+        )));
+    }
     if mcfg.shared_layers > 0 && calib.is_some() {
         return Err(CoreError::Invalid(format!(
             "--method {}: calibration runs each depth through its own layer, but this model's \
