@@ -117,6 +117,9 @@ pub struct BenchArgs {
     /// Skip the memory-bandwidth measurement.
     #[arg(long)]
     pub no_bandwidth: bool,
+    /// Experts each token runs in a mixture-of-experts model (default: its config's).
+    #[arg(long)]
+    pub top_k: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -241,7 +244,7 @@ pub struct GenerateArgs {
     /// Activations of the runtime's quantized kernels.
     #[arg(long, value_enum, default_value = "q8")]
     pub activations: Activations,
-    /// Experts each token runs in a mixture-of-experts model (default: its config's; burn engine).
+    /// Experts each token runs in a mixture-of-experts model (default: its config's).
     #[arg(long)]
     pub top_k: Option<usize>,
 }

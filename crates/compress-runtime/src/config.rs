@@ -33,6 +33,8 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
     /// Whether `lm_head` is the embedding matrix.
     pub tie_word_embeddings: bool,
+    /// Mixture-of-experts FFNs, if any.
+    pub moe: Option<compress_format::hf_config::moe::MoeConfig>,
 }
 
 impl ModelConfig {
@@ -41,12 +43,6 @@ impl ModelConfig {
         let path = dir.join("config.json");
         let hf = HfConfig::from_file(&path)?;
         hf.validate(&path)?;
-        if hf.moe.is_some() {
-            return Err(RuntimeError::unsupported(
-                &path,
-                "num_experts: the runtime does not run mixture-of-experts FFNs yet; use --engine burn",
-            ));
-        }
         if hf.mlp_bias() {
             return Err(RuntimeError::unsupported(
                 &path,
@@ -86,6 +82,7 @@ impl ModelConfig {
             bos_token_id: hf.bos_token_id,
             eos_token_ids: hf.eos_token_ids.clone(),
             tie_word_embeddings: hf.tie_word_embeddings,
+            moe: hf.moe,
         };
         Ok((cfg, hf))
     }

@@ -2,13 +2,12 @@
 //! weights: every linear runs once on all the batch's tokens (prefill chunks and decode tokens
 //! alike), attention reads each sequence's K/V through its block table.
 
-use rayon::prelude::*;
-
 use crate::attention::{attend, TokenCtx};
 use crate::kernels::{ActMode, Input};
 use crate::kv::cache::KvCache;
 use crate::kv::{BlockId, BLOCK_SIZE};
-use crate::loader::{Linear, Model};
+use crate::loader::{Mlp, Model};
+use crate::moe::linear;
 
 /// Which logits a chunk wants back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,15 +90,13 @@ pub fn forward(model: &Model, chunks: &[Chunk<'_>], kv: &mut KvCache, mode: ActM
         x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
 
         rms_norm(&x, &layer.post_norm, cfg.rms_norm_eps, &mut xn);
-        let input = Input::new(&xn, t, h, mode);
-        let mut g = linear(&layer.gate, &input);
-        let u = linear(&layer.up, &input);
-        g.par_iter_mut()
-            .zip(&u)
-            .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
-        let inter = layer.gate.weight.rows();
-        let d = linear(&layer.down, &Input::new(&g, t, inter, mode));
-        x.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
+        match &layer.mlp {
+            Mlp::Dense(ffn) => {
+                let d = ffn.forward(&xn, t, h, mode);
+                x.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
+            }
+            Mlp::Moe(moe) => moe.forward_add(&xn, t, h, mode, &mut x),
+        }
     }
     // Final norm and head only for the rows whose logits are wanted.
     let mut rows = Vec::new();
@@ -141,18 +138,6 @@ pub fn sequence_logits(model: &Model, ids: &[u32], mode: ActMode) -> Vec<f32> {
         logits: Logits::All,
     };
     forward(model, &[chunk], &mut kv, mode)
-}
-
-/// `x · Wᵀ + b` for all rows of `input`.
-fn linear(l: &Linear, input: &Input<'_>) -> Vec<f32> {
-    let n = l.weight.rows();
-    let mut y = vec![0f32; input.m * n];
-    l.weight.matmul(input, &mut y);
-    if let Some(b) = &l.bias {
-        y.chunks_exact_mut(n)
-            .for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += b));
-    }
-    y
 }
 
 /// HF `LlamaRMSNorm`: `w · x / sqrt(mean(x²) + eps)` per row.

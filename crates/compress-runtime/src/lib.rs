@@ -19,6 +19,7 @@ pub mod forward;
 pub mod kernels;
 pub mod kv;
 pub mod loader;
+pub mod moe;
 pub mod sampling;
 
 pub use config::ModelConfig;

@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use crate::config::ModelConfig;
 use crate::error::{Result, RuntimeError};
 use crate::kernels::{Bytes, FloatDtype, FloatWeight, Int4Weight, Int8Weight, Scales, Weight, QK};
+use crate::moe::{Ffn, MoeFfn};
 
 /// A linear layer: weight and optional bias.
 #[derive(Debug)]
@@ -55,12 +56,46 @@ pub struct Layer {
     pub o: Linear,
     /// RMSNorm gain before the MLP.
     pub post_norm: Vec<f32>,
-    /// SwiGLU gate.
-    pub gate: Linear,
-    /// SwiGLU up.
-    pub up: Linear,
-    /// SwiGLU down.
-    pub down: Linear,
+    /// The FFN.
+    pub mlp: Mlp,
+}
+
+/// A layer's FFN.
+#[derive(Debug)]
+pub enum Mlp {
+    /// One SwiGLU FFN.
+    Dense(Ffn),
+    /// A router and experts (`compress moe`).
+    Moe(MoeFfn),
+}
+
+impl Mlp {
+    /// Every linear of the FFN (router included).
+    pub fn linears(&self) -> Vec<&Linear> {
+        match self {
+            Self::Dense(f) => f.linears().to_vec(),
+            Self::Moe(m) => std::iter::once(&m.router)
+                .chain(m.experts.iter().flat_map(|e| e.linears()))
+                .collect(),
+        }
+    }
+
+    /// Weight bytes a token reads: all of a dense FFN; the router and `top_k / experts` of the
+    /// experts' of an MoE one (their average share).
+    pub fn bytes_per_token(&self) -> usize {
+        match self {
+            Self::Dense(f) => f.linears().iter().map(|l| l.weight.bytes()).sum(),
+            Self::Moe(m) => {
+                let experts: usize = m
+                    .experts
+                    .iter()
+                    .flat_map(|e| e.linears())
+                    .map(|l| l.weight.bytes())
+                    .sum();
+                m.router.weight.bytes() + experts * m.top_k / m.experts.len().max(1)
+            }
+        }
+    }
 }
 
 /// A loaded model: config, weights (mostly borrowed from the memory map) and where it came from.
@@ -156,7 +191,11 @@ impl Model {
         // Repack int4 weights for the kernels now rather than in the first request.
         stored
             .par_iter()
-            .flat_map_iter(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+            .flat_map_iter(|l| {
+                let mut all = vec![&l.q, &l.k, &l.v, &l.o];
+                all.extend(l.mlp.linears());
+                all
+            })
             .for_each(|x| x.weight.prepare());
         lm_head.prepare();
         Ok(Self {
@@ -171,16 +210,46 @@ impl Model {
         })
     }
 
+    /// Sets the experts each token runs in every mixture-of-experts layer (`--top-k`).
+    pub fn set_top_k(&mut self, k: usize) -> Result<()> {
+        let Some(m) = self.config.moe.as_mut() else {
+            return Err(RuntimeError::unsupported(
+                &self.dir,
+                format!(
+                    "--top-k {k}: the model has no experts (num_experts is not in its config.json)"
+                ),
+            ));
+        };
+        if k == 0 || k > m.num_experts {
+            return Err(RuntimeError::unsupported(
+                &self.dir,
+                format!(
+                    "--top-k {k}: need 1 to the {} experts per layer",
+                    m.num_experts
+                ),
+            ));
+        }
+        m.top_k = k;
+        for layer in &mut self.layers {
+            // MoE layers are never shared (config validation), so each Arc is unique.
+            if let Some(Mlp::Moe(moe)) = Arc::get_mut(layer).map(|l| &mut l.mlp) {
+                moe.top_k = k;
+            }
+        }
+        Ok(())
+    }
+
     /// Bytes of weights read per generated token (all linears, the head and one embedding row).
     pub fn weight_bytes_per_token(&self) -> usize {
         let layers: usize = self
             .layers
             .iter()
             .map(|l| {
-                [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]
+                [&l.q, &l.k, &l.v, &l.o]
                     .iter()
                     .map(|x| x.weight.bytes())
                     .sum::<usize>()
+                    + l.mlp.bytes_per_token()
             })
             .sum();
         layers + self.lm_head.bytes() + self.embed.cols * self.embed.dtype.size()
@@ -218,10 +287,17 @@ impl Reader<'_> {
         }
         let v = self.linear(&format!("{p}.self_attn.v_proj"), Some(kr), h)?;
         let o = self.linear(&format!("{p}.self_attn.o_proj"), Some(h), qr)?;
-        let gate = self.linear(&format!("{p}.mlp.gate_proj"), None, h)?;
-        let inter = gate.weight.rows();
-        let up = self.linear(&format!("{p}.mlp.up_proj"), Some(inter), h)?;
-        let down = self.linear(&format!("{p}.mlp.down_proj"), Some(h), inter)?;
+        let mlp = match &cfg.moe {
+            None => Mlp::Dense(self.ffn(&format!("{p}.mlp"), h)?),
+            Some(m) => Mlp::Moe(MoeFfn {
+                router: self.linear(&format!("{p}.mlp.gate"), Some(m.num_experts), h)?,
+                experts: (0..m.num_experts)
+                    .map(|e| self.ffn(&format!("{p}.mlp.experts.{e}"), h))
+                    .collect::<Result<_>>()?,
+                top_k: m.top_k,
+                routing: m.routing,
+            }),
+        };
         Ok(Layer {
             num_heads,
             num_kv_heads,
@@ -231,10 +307,17 @@ impl Reader<'_> {
             v,
             o,
             post_norm: self.vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
-            gate,
-            up,
-            down,
+            mlp,
         })
+    }
+
+    /// `prefix.{gate,up,down}_proj`, their widths checked against each other.
+    fn ffn(&mut self, prefix: &str, h: usize) -> Result<Ffn> {
+        let gate = self.linear(&format!("{prefix}.gate_proj"), None, h)?;
+        let inter = gate.weight.rows();
+        let up = self.linear(&format!("{prefix}.up_proj"), Some(inter), h)?;
+        let down = self.linear(&format!("{prefix}.down_proj"), Some(h), inter)?;
+        Ok(Ffn { gate, up, down })
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>> {

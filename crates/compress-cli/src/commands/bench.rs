@@ -35,9 +35,12 @@ pub fn run(a: BenchArgs, common: &Common) -> Result<()> {
     if a.concurrency.is_empty() || a.concurrency.contains(&0) {
         anyhow::bail!("--concurrency must list positive numbers, e.g. 1,4,16");
     }
-    let model = Arc::new(
-        Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?,
-    );
+    let mut model =
+        Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
+    if let Some(k) = a.top_k {
+        model.set_top_k(k)?;
+    }
+    let model = Arc::new(model);
     let ctx = model.config.max_position_embeddings;
     if a.prompt_len + a.gen_len > ctx {
         anyhow::bail!(

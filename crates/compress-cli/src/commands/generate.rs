@@ -94,17 +94,17 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
             generate(&loaded.model, &prompt, &cfg, |t| printer.push(t))?
         }
         EngineKind::Runtime => {
-            if a.top_k.is_some() {
-                anyhow::bail!("--top-k: mixture-of-experts models run on --engine burn for now");
-            }
             if common.device != "cpu" {
                 anyhow::bail!(
                     "--engine runtime runs on the CPU; use --engine burn for --device {}",
                     common.device
                 );
             }
-            let model = Model::load(&a.model)
+            let mut model = Model::load(&a.model)
                 .with_context(|| format!("loading model {}", a.model.display()))?;
+            if let Some(k) = a.top_k {
+                model.set_top_k(k)?;
+            }
             let stop_tokens = if a.ignore_eos {
                 Vec::new()
             } else {
