@@ -63,8 +63,8 @@ pub struct Layer {
 /// A layer's FFN.
 #[derive(Debug)]
 pub enum Mlp {
-    /// One SwiGLU FFN.
-    Dense(Ffn),
+    /// One SwiGLU FFN (boxed: three linears outweigh the MoE variant's vector).
+    Dense(Box<Ffn>),
     /// A router and experts (`compress moe`).
     Moe(MoeFfn),
 }
@@ -288,7 +288,7 @@ impl Reader<'_> {
         let v = self.linear(&format!("{p}.self_attn.v_proj"), Some(kr), h)?;
         let o = self.linear(&format!("{p}.self_attn.o_proj"), Some(h), qr)?;
         let mlp = match &cfg.moe {
-            None => Mlp::Dense(self.ffn(&format!("{p}.mlp"), h)?),
+            None => Mlp::Dense(Box::new(self.ffn(&format!("{p}.mlp"), h)?)),
             Some(m) => Mlp::Moe(MoeFfn {
                 router: self.linear(&format!("{p}.mlp.gate"), Some(m.num_experts), h)?,
                 experts: (0..m.num_experts)
