@@ -63,10 +63,10 @@ pub struct Layer {
 /// A layer's FFN.
 #[derive(Debug)]
 pub enum Mlp {
-    /// One SwiGLU FFN (boxed: three linears outweigh the MoE variant's vector).
+    /// One SwiGLU FFN.
     Dense(Box<Ffn>),
     /// A router and experts (`compress moe`).
-    Moe(MoeFfn),
+    Moe(Box<MoeFfn>),
 }
 
 impl Mlp {
@@ -289,14 +289,14 @@ impl Reader<'_> {
         let o = self.linear(&format!("{p}.self_attn.o_proj"), Some(h), qr)?;
         let mlp = match &cfg.moe {
             None => Mlp::Dense(Box::new(self.ffn(&format!("{p}.mlp"), h)?)),
-            Some(m) => Mlp::Moe(MoeFfn {
+            Some(m) => Mlp::Moe(Box::new(MoeFfn {
                 router: self.linear(&format!("{p}.mlp.gate"), Some(m.num_experts), h)?,
                 experts: (0..m.num_experts)
                     .map(|e| self.ffn(&format!("{p}.mlp.experts.{e}"), h))
                     .collect::<Result<_>>()?,
                 top_k: m.top_k,
                 routing: m.routing,
-            }),
+            })),
         };
         Ok(Layer {
             num_heads,
