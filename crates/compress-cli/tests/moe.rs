@@ -1,7 +1,8 @@
 //! `compress moe` on the demo model: with every expert chosen the MoE dir is the dense model
 //! (logits within 1e-5); trained routers beat random ones (router accuracy and held-out ppl at
-//! top-2 of 8); `--top-k` on eval/generate; RTN quantization keeps the routers in float; bad
-//! settings fail with one line.
+//! top-2 of 8); the runtime computes the same logits (1e-4) and greedy tokens at top-8 and top-2;
+//! `--top-k` on eval/generate; RTN quantization keeps the routers in float; bad settings fail
+//! with one line.
 
 mod common;
 
@@ -155,19 +156,49 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
     assert!(ignore.contains("model.layers.3.mlp.gate\""), "{ignore}");
     assert!(load_model(&q, &device).is_ok());
 
-    // What does not run MoE yet says so.
-    fails_with(
-        &[
-            "generate",
-            "--model",
-            o,
-            "--prompt-ids",
-            "1,2",
-            "--max-tokens",
-            "2",
-        ],
-        "num_experts",
-    );
+    // The runtime runs the experts as the burn model does: logits and greedy tokens.
+    let mut rt = compress_runtime::Model::load(&out).unwrap();
+    for k in [8, 2] {
+        rt.set_top_k(k).unwrap();
+        let mut m = load_model(&out, &device).unwrap().model;
+        compress_core::stages::moe::set_top_k(&mut m, k).unwrap();
+        let want = to_vec_f32(m.forward(batch_tensor(std::slice::from_ref(&ids), &device)));
+        let got = compress_runtime::forward::sequence_logits(
+            &rt,
+            &ids,
+            compress_runtime::kernels::ActMode::F32,
+        );
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-4, "top-{k}: runtime vs burn logits {diff}");
+        let k = k.to_string();
+        let tokens = |engine: &str| {
+            json(&compress(&[
+                "generate",
+                "--model",
+                o,
+                "--prompt-ids",
+                "1,17,33,5",
+                "--max-tokens",
+                "8",
+                "--engine",
+                engine,
+                "--activations",
+                "f32",
+                "--top-k",
+                &k,
+                "--json",
+            ]))["tokens"]
+                .clone()
+        };
+        assert_eq!(tokens("runtime"), tokens("burn"), "top-{k}");
+    }
+    assert!(rt.set_top_k(9).is_err());
+
+    // Bad --top-k values.
     fails_with(
         &["eval", "--model", o, "--data", &valid, "--top-k", "9"],
         "--top-k 9",
