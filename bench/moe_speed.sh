@@ -3,7 +3,8 @@
 # runtime, side by side in one run. The model has real per-layer shapes (TinyLlama-1.1B's:
 # hidden 2048, FFN 5632, 32 / 4 heads) with 4 layers and the demo's 4096-token vocabulary, random
 # weights (`compress train --steps 1`); `compress moe` splits it into 8 experts with routers
-# trained on calibration text; both are quantized to int4 (RTN, groups of 128).
+# trained on calibration text; both are quantized to int4 (RTN, groups of 64, which divide the
+# experts' 704-wide down_proj inputs).
 #
 # Usage: bash bench/moe_speed.sh [COMPRESS_BINARY] [THREADS]   (default: target/release/compress 2)
 set -euo pipefail
@@ -28,7 +29,7 @@ fi
 "$bin" moe -q --model "$out/dense" --out "$out/moe" --experts 8 --top-k 2 --data "$data" --calib-samples 8 \
     --seq-len 64 --router-steps 50 --overwrite
 for m in dense moe; do
-    "$bin" quantize -q --model "$out/$m" --out "$out/$m-w4" --bits 4 --group-size 128 --overwrite
+    "$bin" quantize -q --model "$out/$m" --out "$out/$m-w4" --bits 4 --group-size 64 --overwrite
 done
 bench() {  # model dir, extra flags → "decode tok/s at 1 sequence, at 16"
     "$bin" bench --threads "$threads" --model "$1" "${@:2}" --prompt-len 64 --gen-len 64 --concurrency 1,16 --no-bandwidth --json \
