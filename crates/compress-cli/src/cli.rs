@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 mod distill;
 mod moe;
 pub use distill::{DistillArgs, FeatureLoss};
-pub use moe::{MoeArgs, MoeRouting};
+pub use moe::{MoeArgs, MoeRouting, MoeSplit};
 
 /// compress: make Llama-family LLMs smaller and faster, and run them.
 #[derive(Parser, Debug)]

@@ -9,7 +9,7 @@ use common::{max_abs_diff, micro_config};
 use compress_core::model::hf::SaveOptions;
 use compress_core::model::weights::init_random;
 use compress_core::model::{batch_tensor, load_model, save_model, LlamaModel};
-use compress_core::stages::moe::{moefy, random_routers, set_top_k, MoeStageConfig};
+use compress_core::stages::moe::{moefy, random_routers, set_top_k, MoeStageConfig, SplitBy};
 use compress_core::tensor_util::to_vec_f32;
 use compress_format::hf_config::moe::Routing;
 use compress_format::safetensors::{Dtype, ModelFiles};
@@ -24,6 +24,7 @@ fn cfg(experts: usize, top_k: usize) -> MoeStageConfig {
         experts,
         top_k,
         routing: Routing::Sum,
+        split: SplitBy::Weights,
         kmeans_iters: 5,
         router_steps: 0,
         router_lr: 1e-2,

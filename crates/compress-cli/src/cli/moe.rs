@@ -13,6 +13,15 @@ pub enum MoeRouting {
     Softmax,
 }
 
+/// `--split` of `compress moe`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MoeSplit {
+    /// Cluster neurons by their gate/up weights.
+    Weights,
+    /// Cluster neurons by their activations on --data (co-activation).
+    Activations,
+}
+
 /// `compress moe`.
 #[derive(Args, Debug)]
 pub struct MoeArgs {
@@ -31,7 +40,10 @@ pub struct MoeArgs {
     /// How the chosen experts combine.
     #[arg(long, value_enum, default_value_t = MoeRouting::Sum)]
     pub routing: MoeRouting,
-    /// Calibration data for the routers (.txt, .json or .jsonl).
+    /// What the neurons are clustered by.
+    #[arg(long, value_enum, default_value_t = MoeSplit::Weights)]
+    pub split: MoeSplit,
+    /// Calibration data for the routers, the activation split and fine-tuning (.txt, .json, .jsonl).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Calibration sequences.
@@ -46,6 +58,13 @@ pub struct MoeArgs {
     /// Balanced k-means rounds of the split.
     #[arg(long, default_value_t = 10)]
     pub kmeans_iters: usize,
+    /// Fine-tune the MoE model (at --top-k) this many steps by distillation from the dense model
+    /// (α 1, T 1) on --data; 0 = no fine-tuning.
+    #[arg(long, default_value_t = 0)]
+    pub finetune_steps: usize,
+    /// Fine-tuning peak learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub finetune_lr: f64,
     /// Held-out data: perplexity at several top-k, trained vs random routers.
     #[arg(long)]
     pub eval_data: Option<PathBuf>,

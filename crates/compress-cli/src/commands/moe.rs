@@ -13,12 +13,16 @@ use compress_core::eval::evaluate;
 use compress_core::model::hf::{write_model_files, SaveOptions};
 use compress_core::model::LlamaModel;
 use compress_core::outdir::{check_output_dir, write_dir_atomically};
-use compress_core::stages::moe::{moefy, random_routers, set_top_k, LayerReport, MoeStageConfig};
+use compress_core::stages::distill::{distill, DistillConfig, DistillLoss};
+use compress_core::stages::moe::{
+    moefy, random_routers, set_top_k, LayerReport, MoeStageConfig, SplitBy,
+};
 use compress_core::tokenizer::Tokenizer;
+use compress_core::train::{windows, RunDir, TrainConfig};
 use compress_format::hf_config::moe::Routing;
 use serde::Serialize;
 
-use crate::cli::{Common, MoeArgs, MoeRouting};
+use crate::cli::{Common, MoeArgs, MoeRouting, MoeSplit};
 
 /// Held-out perplexity at one top-k.
 #[derive(Serialize)]
@@ -37,6 +41,8 @@ struct Report {
     top_k: usize,
     routing: Routing,
     ppl_dense: Option<f64>,
+    /// Held-out ppl at --top-k after fine-tuning, when it ran.
+    ppl_finetuned: Option<Option<f64>>,
     layers: Vec<LayerReport>,
     at_k: Vec<AtK>,
     seconds: f64,
@@ -71,6 +77,10 @@ pub fn run(a: MoeArgs, common: &Common) -> Result<()> {
             MoeRouting::Sum => Routing::Sum,
             MoeRouting::Softmax => Routing::Softmax,
         },
+        split: match a.split {
+            MoeSplit::Weights => SplitBy::Weights,
+            MoeSplit::Activations => SplitBy::Activations,
+        },
         kmeans_iters: a.kmeans_iters,
         router_steps: if a.data.is_some() { a.router_steps } else { 0 },
         router_lr: a.router_lr,
@@ -97,6 +107,56 @@ pub fn run(a: MoeArgs, common: &Common) -> Result<()> {
         None => Vec::new(),
     };
     let (mut moe, layers) = moefy(&loaded.model, &cfg, &calib)?;
+    let mut finetune = None;
+    if a.finetune_steps > 0 {
+        let Some(data) = &a.data else {
+            anyhow::bail!("--finetune-steps: fine-tuning needs --data");
+        };
+        if !(a.finetune_lr.is_finite() && a.finetune_lr > 0.0) {
+            anyhow::bail!(
+                "--finetune-lr {}: must be a finite number > 0",
+                a.finetune_lr
+            );
+        }
+        let docs = load_documents(data, tokenizer.as_ref(), vocab)?;
+        let wins = windows(&docs, seq_len);
+        let tc = TrainConfig {
+            steps: a.finetune_steps,
+            batch_size: 8,
+            seq_len,
+            lr: a.finetune_lr,
+            min_lr: a.finetune_lr / 10.0,
+            warmup_steps: (a.finetune_steps / 20).max(1),
+            seed: common.seed,
+            ..TrainConfig::default()
+        };
+        let dc = DistillConfig {
+            loss: DistillLoss::new(1.0, 1.0)?,
+            features: None,
+            train: tc,
+            teacher_cache: None,
+            stop_after: None,
+        };
+        let run = RunDir {
+            dir: super::scratch_dir(&a.out, "moe")?,
+        };
+        let hf = moe.config.to_hf()?;
+        let d = distill(
+            &loaded.model,
+            moe,
+            &hf,
+            &dc,
+            &wins,
+            &eval,
+            &device,
+            &run,
+            false,
+        );
+        let _ = std::fs::remove_dir_all(&run.dir);
+        let d = d?;
+        finetune = Some(d.report.student.ppl);
+        moe = d.model;
+    }
     let mut at_k = Vec::new();
     let ppl_dense = match eval.is_empty() {
         true => None,
@@ -129,6 +189,7 @@ pub fn run(a: MoeArgs, common: &Common) -> Result<()> {
         top_k: a.top_k,
         routing: cfg.routing,
         ppl_dense,
+        ppl_finetuned: finetune,
         layers,
         at_k,
         seconds: started.elapsed().as_secs_f64(),

@@ -23,6 +23,16 @@ use crate::error::{CoreError, Result};
 use crate::model::weights::{build_from_map, normal, tensor_map};
 use crate::model::LlamaModel;
 
+/// What the neurons are clustered by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitBy {
+    /// Their weights: `gate_proj` row ⊕ `up_proj` row.
+    Weights,
+    /// Their activations on calibration tokens (co-activation).
+    Activations,
+}
+
 /// Settings of a conversion.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MoeStageConfig {
@@ -32,6 +42,8 @@ pub struct MoeStageConfig {
     pub top_k: usize,
     /// How the chosen experts combine.
     pub routing: Routing,
+    /// What the neurons are clustered by.
+    pub split: SplitBy,
     /// Balanced k-means rounds.
     pub kmeans_iters: usize,
     /// Router training steps per layer (0 = leave the router at zero: every expert ties, i.e.
@@ -89,6 +101,11 @@ pub fn moefy(
         ));
     }
     cfg.validate(mc.intermediate_size)?;
+    if cfg.split == SplitBy::Activations && calib.is_empty() {
+        return Err(CoreError::Invalid(
+            "--split activations: needs calibration data (--data)".into(),
+        ));
+    }
     if cfg.router_steps > 0 && calib.is_empty() {
         return Err(CoreError::Invalid(
             "--router-steps: training routers needs calibration data (--data)".into(),
@@ -96,6 +113,10 @@ pub fn moefy(
     }
     let (h, i) = (mc.hidden_size, mc.intermediate_size);
     let sizes = expert_sizes(i, cfg.experts);
+    let acts = match cfg.split {
+        SplitBy::Activations => Some(split::activation_features(model, calib, 4096)?),
+        SplitBy::Weights => None,
+    };
     let mut dense = tensor_map(model);
     let mut tensors: HashMap<String, Vec<f32>> = HashMap::new();
     for l in 0..mc.num_layers {
@@ -109,17 +130,23 @@ pub fn moefy(
             take(&mut dense, "up_proj")?,
             take(&mut dense, "down_proj")?,
         );
-        let features: Vec<f32> = (0..i)
-            .flat_map(|r| {
-                gate[r * h..(r + 1) * h]
-                    .iter()
-                    .chain(&up[r * h..(r + 1) * h])
-                    .copied()
-            })
-            .collect();
+        let (features, dim) = match &acts {
+            Some(a) => (a[l].0.clone(), a[l].1),
+            None => (
+                (0..i)
+                    .flat_map(|r| {
+                        gate[r * h..(r + 1) * h]
+                            .iter()
+                            .chain(&up[r * h..(r + 1) * h])
+                            .copied()
+                    })
+                    .collect(),
+                2 * h,
+            ),
+        };
         let assign = split::balanced_kmeans(
             &features,
-            2 * h,
+            dim,
             &sizes,
             cfg.kmeans_iters,
             cfg.seed ^ l as u64,

@@ -80,6 +80,47 @@ pub fn permute_cols(w: &[f32], cols: usize, order: &[usize]) -> Vec<f32> {
         .collect()
 }
 
+/// Each layer's neurons described by their activations: row `i` of layer `l` holds
+/// `|silu(gate_i(x)) · up_i(x)|` over the first `max_tokens` calibration tokens (`[I, tokens]`,
+/// row-major, with the token count), so neurons that fire together share an expert.
+pub fn activation_features(
+    model: &crate::model::LlamaModel,
+    samples: &[Vec<u32>],
+    max_tokens: usize,
+) -> crate::error::Result<Vec<(Vec<f32>, usize)>> {
+    use crate::model::batch_tensor;
+    use crate::tensor_util::to_vec_f32;
+    let device = model.embed_tokens.weight.val().device();
+    let inter = model.config.intermediate_size;
+    let mut acts: Vec<Vec<f32>> = vec![Vec::new(); model.layers.len()]; // [tokens, I] each
+    let mut tokens = 0;
+    for rows in samples.chunks(8) {
+        if tokens >= max_tokens {
+            break;
+        }
+        let len = rows[0].len();
+        let (cos, sin) = model.rope.tables(0, len, &device);
+        let mut x = model.embed_tokens.forward(batch_tensor(rows, &device));
+        for (l, layer) in model.layers.iter().enumerate() {
+            let (out, taps) = layer.forward_traced(x, &cos, &sin);
+            acts[l].extend(to_vec_f32(taps.down_in.abs()));
+            x = out;
+        }
+        tokens += rows.len() * len;
+    }
+    let tokens = tokens.min(max_tokens);
+    Ok(acts
+        .into_iter()
+        .map(|a| {
+            let t: Vec<f32> = (0..inter)
+                .flat_map(|i| (0..tokens).map(move |r| (r, i)))
+                .map(|(r, i)| a[r * inter + i])
+                .collect();
+            (t, tokens)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
