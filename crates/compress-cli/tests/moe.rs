@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{compress, fails_with};
+use common::{compress, fails_with, greedy_tokens, max_abs_diff};
 use compress_core::burn::tensor::Device;
 use compress_core::model::{batch_tensor, load_model};
 use compress_core::tensor_util::to_vec_f32;
@@ -92,11 +92,7 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
     let ids: Vec<u32> = (0..32).map(|i| (i * 97 + 5) % 4096).collect();
     let want = to_vec_f32(dense.forward(batch_tensor(std::slice::from_ref(&ids), &device)));
     let got = to_vec_f32(moe.forward(batch_tensor(std::slice::from_ref(&ids), &device)));
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let diff = max_abs_diff(&got, &want);
     let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
     // Only the summation order of down_proj differs (neurons are permuted into experts).
     assert!(
@@ -168,33 +164,15 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
             &ids,
             compress_runtime::kernels::ActMode::F32,
         );
-        let diff = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-4, "top-{k}: runtime vs burn logits {diff}");
         let k = k.to_string();
-        let tokens = |engine: &str| {
-            json(&compress(&[
-                "generate",
-                "--model",
-                o,
-                "--prompt-ids",
-                "1,17,33,5",
-                "--max-tokens",
-                "8",
-                "--engine",
-                engine,
-                "--activations",
-                "f32",
-                "--top-k",
-                &k,
-                "--json",
-            ]))["tokens"]
-                .clone()
-        };
-        assert_eq!(tokens("runtime"), tokens("burn"), "top-{k}");
+        let flags = ["--top-k", k.as_str()];
+        assert_eq!(
+            greedy_tokens(o, "runtime", &flags),
+            greedy_tokens(o, "burn", &flags),
+            "top-{k}"
+        );
     }
     assert!(rt.set_top_k(9).is_err());
 

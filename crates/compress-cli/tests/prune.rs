@@ -205,8 +205,8 @@ fn n_m_and_structured_dirs_load_and_decode_the_same_on_both_engines() {
             }
         }
         assert_eq!(
-            greedy_tokens(o, "runtime"),
-            greedy_tokens(o, "burn"),
+            greedy_tokens(o, "runtime", &[]),
+            greedy_tokens(o, "burn", &[]),
             "{pattern}"
         );
     }

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::compress;
+use common::{compress, max_abs_diff};
 use compress_core::burn::tensor::Device;
 use compress_core::model::{batch_tensor, load_model};
 use compress_core::tensor_util::to_vec_f32;
@@ -18,17 +18,6 @@ use compress_runtime::Model;
 
 fn demo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models/demo")
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(
-            0.0,
-            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
-        )
 }
 
 fn greedy(dir: &Path, prompt: &str, extra: &[&str]) -> Vec<u64> {

@@ -31,9 +31,9 @@ pub fn fails_with(args: &[&str], needle: &str) {
 }
 
 /// The 8 greedy tokens `compress generate` gives on `model` after a fixed prompt, with
-/// `engine` (`runtime` or `burn`) and f32 activations.
-pub fn greedy_tokens(model: &str, engine: &str) -> serde_json::Value {
-    let out = compress(&[
+/// `engine` (`runtime` or `burn`), f32 activations and `extra` flags.
+pub fn greedy_tokens(model: &str, engine: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "generate",
         "--model",
         model,
@@ -46,6 +46,20 @@ pub fn greedy_tokens(model: &str, engine: &str) -> serde_json::Value {
         "--activations",
         "f32",
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = compress(&args);
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["tokens"].clone()
+}
+
+/// Largest absolute difference between two equally long slices (NaN counts as infinite).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(
+            0.0,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        )
 }
