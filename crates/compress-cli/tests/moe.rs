@@ -1,8 +1,8 @@
 //! `compress moe` on the demo model: with every expert chosen the MoE dir is the dense model
 //! (logits within 1e-5); trained routers beat random ones (router accuracy and held-out ppl at
 //! top-2 of 8); the runtime computes the same logits (1e-4) and greedy tokens at top-8 and top-2;
-//! `--top-k` on eval/generate; RTN quantization keeps the routers in float; bad settings fail
-//! with one line.
+//! `--top-k` on eval/generate; RTN quantization keeps the routers in float; GPTQ of the experts
+//! beats RTN and runs the same in the runtime; bad settings fail with one line.
 
 mod common;
 
@@ -175,6 +175,65 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
         );
     }
     assert!(rt.set_top_k(9).is_err());
+
+    // GPTQ quantizes each expert with its own share of the Hessian: closer to the float MoE
+    // than RTN of the same scheme, and the runtime runs the packed experts as burn does.
+    let kld = |method: &str| {
+        let d = tmp.path().join(method);
+        let d = d.to_str().unwrap().to_string();
+        let mut args = vec![
+            "quantize",
+            "-q",
+            "--model",
+            o,
+            "--out",
+            &d,
+            "--bits",
+            "4",
+            "--group-size",
+            "8",
+            "--method",
+            method,
+        ];
+        if method == "gptq" {
+            args.extend([
+                "--calib",
+                &train,
+                "--calib-samples",
+                "16",
+                "--seq-len",
+                "64",
+            ]);
+        }
+        compress(&args);
+        let r = json(&compress(&[
+            "eval",
+            "--model",
+            &d,
+            "--reference",
+            o,
+            "--data",
+            &valid,
+            "--max-seqs",
+            "8",
+            "--seq-len",
+            "64",
+            "--json",
+        ]));
+        (d, r["kld"].as_f64().unwrap())
+    };
+    let ((_, rtn), (gptq_dir, gptq)) = (kld("rtn"), kld("gptq"));
+    assert!(gptq < rtn, "KL to the float MoE: gptq {gptq} vs rtn {rtn}");
+    let rt = compress_runtime::Model::load(Path::new(&gptq_dir)).unwrap();
+    let m = load_model(Path::new(&gptq_dir), &device).unwrap().model;
+    let want = to_vec_f32(m.forward(batch_tensor(std::slice::from_ref(&ids), &device)));
+    let got = compress_runtime::forward::sequence_logits(
+        &rt,
+        &ids,
+        compress_runtime::kernels::ActMode::F32,
+    );
+    let diff = max_abs_diff(&got, &want);
+    assert!(diff < 1e-4, "packed experts: runtime vs burn logits {diff}");
 
     // Bad --top-k values.
     fails_with(

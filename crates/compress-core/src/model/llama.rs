@@ -49,7 +49,12 @@ impl DecoderLayer {
         let h = x + self.self_attn.o_proj.forward(o_in.clone());
         let mlp_in = self.post_attention_layernorm.forward(h.clone());
         let down_in = self.mlp.hidden(mlp_in.clone());
-        let out = h + self.mlp.down_proj.forward(down_in.clone());
+        // `down_in` is every neuron's activation; an MoE layer's output runs only the routed experts.
+        let ffn = match self.mlp.router {
+            Some(_) => self.mlp.forward(mlp_in.clone()),
+            None => self.mlp.down_proj.forward(down_in.clone()),
+        };
+        let out = h + ffn;
         let taps = LayerTaps {
             attn_in,
             o_in,

@@ -129,6 +129,22 @@ impl Hessian {
         self.tokens
     }
 
+    /// The Hessian of inputs `start .. start + len` alone (the diagonal block), e.g. one expert's
+    /// share of a `down_proj` whose inputs are several experts' neurons.
+    pub fn block(&self, start: usize, len: usize) -> Self {
+        let mut h = vec![0.0; len * len];
+        for j in 0..len {
+            for i in j..len {
+                h[j * len + i] = self.at(start + i, start + j);
+            }
+        }
+        Self {
+            h,
+            columns: len,
+            tokens: self.tokens,
+        }
+    }
+
     /// `H[a, b]` from the stored lower triangle.
     fn at(&self, a: usize, b: usize) -> f32 {
         let (hi, lo) = if a >= b { (a, b) } else { (b, a) };

@@ -13,6 +13,7 @@
 
 pub mod awq;
 pub mod clip;
+mod experts;
 pub mod gptq;
 pub mod math;
 pub mod mse;

@@ -251,11 +251,9 @@ pub fn quantize_sequential(
         (true, Some(c)) => Some(c),
         (false, _) => None,
     };
-    if mcfg.moe.is_some() && calib.is_some() {
+    if mcfg.moe.is_some() && matches!(cfg.method, Method::Awq(_)) {
         return Err(CoreError::Invalid(format!(
-            "--method {}: calibrated quantization of mixture-of-experts layers ({}) is not \
-             supported yet; use --method rtn or mse",
-            cfg.method.name(),
+            "--method awq: mixture-of-experts layers ({}) are not supported yet; use gptq, rtn or mse",
             compress_format::hf_config::moe::NUM_EXPERTS_KEY
         )));
     }
@@ -365,8 +363,35 @@ pub fn quantize_sequential(
             clips = awq::apply_layer(&mut layer, st, &targets, wq, scale_dtype, acfg, &device)?;
         }
         let mut tensors = export_layer(&layer, l);
+        let moe = mcfg.moe.is_some();
+        let update = calib.is_some() && l + 1 < mcfg.num_layers;
+        if let (true, Method::Gptq(g), TapStats::Gptq(hs)) = (moe, &cfg.method, &stats) {
+            // The experts are quantized one by one; their float copies leave the output.
+            let (h_in, h_down) = match (&hs[2], &hs[3]) {
+                (Some(a), Some(b)) => (a, b),
+                _ => return Err(CoreError::Invalid(format!("layer {l}: no FFN Hessians"))),
+            };
+            let done = super::experts::gptq_experts(
+                &mut layer,
+                l,
+                h_in,
+                h_down,
+                &ignore,
+                wq,
+                scale_dtype,
+                g,
+                update,
+            )?;
+            for (name, w, ql) in done {
+                let weight_name = format!("{name}.weight");
+                tensors.retain(|(s, _)| s.name != weight_name);
+                config.ragged_groups |= wq.is_ragged(ql.in_features);
+                reports.push(report(&name, &w, &ql));
+                layers.push((name, ql));
+            }
+        }
         for (i, ((suffix, tap), target)) in LINEARS.iter().zip(&targets).enumerate() {
-            if !*target {
+            if !*target || (moe && suffix.starts_with("mlp.")) {
                 continue;
             }
             let name = name_of(suffix);
@@ -390,7 +415,7 @@ pub fn quantize_sequential(
                 }
                 _ => round(&w, out, inn),
             };
-            if calib.is_some() && l + 1 < mcfg.num_layers {
+            if update {
                 set_weight(linear_mut(&mut layer, suffix), &ql.dequantize(wq), out, inn);
             }
             reports.push(report(&name, &w, &ql));
