@@ -235,6 +235,19 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
     let diff = max_abs_diff(&got, &want);
     assert!(diff < 1e-4, "packed experts: runtime vs burn logits {diff}");
 
+    fails_with(
+        &[
+            "export",
+            "--model",
+            o,
+            "--type",
+            "f16",
+            "--out",
+            tmp.path().join("m.gguf").to_str().unwrap(),
+        ],
+        "num_experts",
+    );
+
     // Bad --top-k values.
     fails_with(
         &["eval", "--model", o, "--data", &valid, "--top-k", "9"],

@@ -268,6 +268,13 @@ pub fn export_gguf(
             "layers of different sizes cannot be expressed in llama.cpp's llama architecture",
         ));
     }
+    if cfg.moe.is_some() {
+        return Err(FormatError::invalid(
+            &config_path,
+            crate::hf_config::moe::NUM_EXPERTS_KEY,
+            "compress moe's experts (sum routing over a split FFN) have no llama.cpp architecture",
+        ));
+    }
     if cfg.shared_layers > 0 {
         return Err(FormatError::invalid(
             &config_path,
