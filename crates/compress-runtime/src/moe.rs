@@ -5,7 +5,7 @@
 //! largest score are chosen (ties included), combined unweighted (`sum`) or by the softmax of
 //! their scores (`softmax`).
 
-use compress_format::hf_config::moe::Routing;
+use compress_format::hf_config::moe::{route, Routing};
 use rayon::prelude::*;
 
 use crate::kernels::{ActMode, Input};
@@ -55,28 +55,10 @@ pub struct MoeFfn {
 }
 
 impl MoeFfn {
-    /// Each token's chosen experts and their weights, from router scores `[t, experts]`.
+    /// Each token's chosen experts and their weights, from router scores `[t, experts]`, by the
+    /// format's rule ([`compress_format::hf_config::moe::route`]).
     pub fn route(&self, scores: &[f32]) -> Vec<Vec<(usize, f32)>> {
-        let e = self.experts.len();
-        let k = self.top_k.clamp(1, e);
-        scores
-            .chunks_exact(e)
-            .map(|s| {
-                let mut sorted = s.to_vec();
-                sorted.sort_by(|a, b| b.total_cmp(a));
-                let kth = sorted[k - 1];
-                let chosen: Vec<usize> = (0..e).filter(|&i| s[i] >= kth).collect();
-                match self.routing {
-                    Routing::Sum => chosen.into_iter().map(|i| (i, 1.0)).collect(),
-                    Routing::Softmax => {
-                        let max = chosen.iter().map(|&i| s[i]).fold(f32::MIN, f32::max);
-                        let w: Vec<f32> = chosen.iter().map(|&i| (s[i] - max).exp()).collect();
-                        let z: f32 = w.iter().sum();
-                        chosen.into_iter().zip(w).map(|(i, w)| (i, w / z)).collect()
-                    }
-                }
-            })
-            .collect()
+        route(scores, self.experts.len(), self.top_k, self.routing)
     }
 
     /// Adds the FFN output of the `t` rows of `xn` (`[t, hidden]`) into `x`.

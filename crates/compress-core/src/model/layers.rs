@@ -60,12 +60,18 @@ pub struct Mlp {
 impl Mlp {
     /// `x`: `[batch, seq, hidden]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.hidden(x.clone());
-        let h = match (&self.router, &self.experts) {
-            (Some(router), Some(experts)) => h * experts.neuron_weights(router.forward(x)),
-            _ => h,
-        };
-        self.apply(2, h)
+        match (&self.router, &self.experts) {
+            // Fake quantization applies to whole linears: compute every neuron, mask by route.
+            (Some(router), Some(experts)) if self.fake_quant.iter().any(Option::is_some) => {
+                let scores = router.forward(x.clone());
+                self.apply(2, self.hidden(x) * experts.neuron_weights(scores))
+            }
+            (Some(router), Some(experts)) => {
+                let scores = router.forward(x.clone());
+                experts.forward(x, scores, &self.gate_proj, &self.up_proj, &self.down_proj)
+            }
+            _ => self.apply(2, self.hidden(x)),
+        }
     }
 
     /// The input of `down_proj`: `silu(gate(x)) · up(x)`, `[batch, seq, intermediate]`.

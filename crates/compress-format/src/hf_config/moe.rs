@@ -62,6 +62,36 @@ pub fn expert_sizes(intermediate: usize, experts: usize) -> Vec<usize> {
         .collect()
 }
 
+/// The routing rule itself, shared by every implementation: each token's chosen experts and
+/// their weights from its router `scores` (`[tokens, experts]` row-major). Chosen are the experts
+/// scoring at least the `top_k`-th largest score (ties included); weights are 1 under `sum` and
+/// the softmax of the chosen scores under `softmax`.
+pub fn route(
+    scores: &[f32],
+    experts: usize,
+    top_k: usize,
+    routing: Routing,
+) -> Vec<Vec<(usize, f32)>> {
+    let k = top_k.clamp(1, experts.max(1));
+    scores
+        .chunks_exact(experts.max(1))
+        .map(|s| {
+            let mut sorted = s.to_vec();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let chosen: Vec<usize> = (0..s.len()).filter(|&i| s[i] >= sorted[k - 1]).collect();
+            match routing {
+                Routing::Sum => chosen.into_iter().map(|i| (i, 1.0)).collect(),
+                Routing::Softmax => {
+                    let max = chosen.iter().map(|&i| s[i]).fold(f32::MIN, f32::max);
+                    let w: Vec<f32> = chosen.iter().map(|&i| (s[i] - max).exp()).collect();
+                    let z: f32 = w.iter().sum();
+                    chosen.into_iter().zip(w).map(|(i, w)| (i, w / z)).collect()
+                }
+            }
+        })
+        .collect()
+}
+
 impl MoeConfig {
     /// Checks `1 ≤ top_k ≤ num_experts ≤ intermediate`; errors name the key.
     pub fn validate(&self, intermediate: usize, path: &std::path::Path) -> Result<()> {
@@ -154,5 +184,23 @@ mod tests {
         assert_eq!(expert_sizes(704, 8), vec![88; 8]);
         assert_eq!(expert_sizes(10, 4), vec![3, 3, 2, 2]);
         assert_eq!(expert_sizes(10, 4).iter().sum::<usize>(), 10);
+    }
+
+    #[test]
+    fn routing_picks_the_top_k_with_ties_and_weights_them() {
+        let s = [0.5, 2.0, 1.0, 2.0];
+        assert_eq!(
+            route(&s, 4, 1, Routing::Sum),
+            vec![vec![(1, 1.0), (3, 1.0)]]
+        );
+        assert_eq!(route(&s, 4, 3, Routing::Sum)[0].len(), 3);
+        let w = &route(
+            &[0.0, 1.0_f32.ln(), 3.0_f32.ln(), -9.0],
+            4,
+            2,
+            Routing::Softmax,
+        )[0];
+        assert_eq!(w.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!((w[0].1 - 0.25).abs() < 1e-6 && (w[1].1 - 0.75).abs() < 1e-6);
     }
 }
