@@ -194,12 +194,7 @@ mod tests {
             vec![vec![(1, 1.0), (3, 1.0)]]
         );
         assert_eq!(route(&s, 4, 3, Routing::Sum)[0].len(), 3);
-        let w = &route(
-            &[0.0, 1.0_f32.ln(), 3.0_f32.ln(), -9.0],
-            4,
-            2,
-            Routing::Softmax,
-        )[0];
+        let w = &route(&[-5.0, 0.0, 3.0_f32.ln(), -9.0], 4, 2, Routing::Softmax)[0];
         assert_eq!(w.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 2]);
         assert!((w[0].1 - 0.25).abs() < 1e-6 && (w[1].1 - 0.75).abs() < 1e-6);
     }
