@@ -176,8 +176,8 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
     }
     assert!(rt.set_top_k(9).is_err());
 
-    // GPTQ quantizes each expert with its own share of the Hessian: closer to the float MoE
-    // than RTN of the same scheme, and the runtime runs the packed experts as burn does.
+    // GPTQ (each expert with its own share of the Hessian) is closer to the float MoE than RTN
+    // of the same scheme, AWQ runs, and the runtime runs the packed experts as burn does.
     let kld = |method: &str| {
         let d = tmp.path().join(method);
         let d = d.to_str().unwrap().to_string();
@@ -195,7 +195,7 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
             "--method",
             method,
         ];
-        if method == "gptq" {
+        if method != "rtn" {
             args.extend([
                 "--calib",
                 &train,
@@ -222,8 +222,10 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
         ]));
         (d, r["kld"].as_f64().unwrap())
     };
-    let ((_, rtn), (gptq_dir, gptq)) = (kld("rtn"), kld("gptq"));
+    let ((_, rtn), (gptq_dir, gptq), (_, awq)) = (kld("rtn"), kld("gptq"), kld("awq"));
     assert!(gptq < rtn, "KL to the float MoE: gptq {gptq} vs rtn {rtn}");
+    // AWQ runs on the experts (its folding keeps the routing: see awq.rs's tests).
+    assert!(awq.is_finite() && awq < 4.0 * rtn, "awq {awq} vs rtn {rtn}");
     let rt = compress_runtime::Model::load(Path::new(&gptq_dir)).unwrap();
     let m = load_model(Path::new(&gptq_dir), &device).unwrap().model;
     let want = to_vec_f32(m.forward(batch_tensor(std::slice::from_ref(&ids), &device)));

@@ -216,6 +216,13 @@ pub(crate) fn apply_layer(
         for &i in &members {
             scale_inputs(linear_mut(layer, LINEARS[i].0), &s);
         }
+        // An MoE router reads the same normed FFN input: it gets the scales too, so every
+        // token keeps its routing.
+        if tap == 2 {
+            if let Some(router) = layer.mlp.router.as_mut() {
+                scale_inputs(router, &s);
+            }
+        }
         match prev {
             Prev::Norm(get) => {
                 let norm = get(layer);
@@ -266,5 +273,75 @@ mod tests {
         st.add(&[5.0, 6.0, 7.0, 8.0], 2, 3);
         assert_eq!(st.sample_tokens, 3);
         assert_eq!(st.mean_abs(), vec![4.0, 5.0]);
+    }
+
+    #[test]
+    fn folding_keeps_an_moe_layer_and_its_routing() {
+        use crate::model::weights::init_random;
+        use crate::model::{batch_tensor, LlamaConfig};
+        use crate::stages::moe::{moefy, random_routers, MoeStageConfig, SplitBy};
+        use compress_format::hf_config::moe::Routing;
+        let device = Device::flex();
+        let mut cfg = LlamaConfig::preset("tiny").unwrap();
+        (
+            cfg.vocab_size,
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_layers,
+        ) = (48, 32, 64, 1);
+        (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim) = (4, 2, 8);
+        let dense = init_random(&cfg, &device, 3).unwrap();
+        let stage = MoeStageConfig {
+            experts: 4,
+            top_k: 2,
+            routing: Routing::Softmax,
+            split: SplitBy::Weights,
+            kmeans_iters: 3,
+            router_steps: 0,
+            router_lr: 1e-2,
+            seed: 0,
+        };
+        let (moe, _) = moefy(&dense, &stage, &[]).unwrap();
+        let moe = random_routers(&moe, 5).unwrap();
+        let ids: Vec<u32> = (0..24).map(|i| (i * 7 + 1) % 48).collect();
+        let x = moe.embed_tokens.forward(batch_tensor(&[ids], &device));
+        let (cos, sin) = moe.rope.tables(0, 24, &device);
+        let mut layer = moe.layers[0].clone();
+        let before = to_vec_f32(layer.forward(x.clone(), &cos, &sin, None));
+        let (_, taps) = layer.forward_traced(x.clone(), &cos, &sin);
+        let mut stats: Vec<AwqStats> = (0..4).map(|_| AwqStats::default()).collect();
+        for (t, v) in [taps.attn_in, taps.o_in, taps.mlp_in, taps.down_in]
+            .into_iter()
+            .enumerate()
+        {
+            let [b, s, _] = v.dims();
+            stats[t].add(&to_vec_f32(v), b * s, 64);
+        }
+        let wq = WeightQuant::group(4, false, 8);
+        let acfg = AwqConfig {
+            grid: 5,
+            max_tokens: 64,
+            clip: false,
+        };
+        apply_layer(
+            &mut layer,
+            &stats,
+            &[true; 7],
+            &wq,
+            Dtype::F32,
+            &acfg,
+            &device,
+        )
+        .unwrap();
+        let after = to_vec_f32(layer.forward(x, &cos, &sin, None));
+        let diff = before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            diff < 1e-4,
+            "folded scales changed the MoE layer (routing?) by {diff}"
+        );
     }
 }

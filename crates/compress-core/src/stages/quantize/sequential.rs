@@ -15,6 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::awq::{self, AwqStats};
+use super::experts;
 use super::gptq::{gptq_quantize, Hessian};
 use super::{ignored, layer_report, mse, rtn, Method, QuantizeConfig, QuantizedModel};
 use crate::error::{CoreError, Result};
@@ -251,12 +252,6 @@ pub fn quantize_sequential(
         (true, Some(c)) => Some(c),
         (false, _) => None,
     };
-    if mcfg.moe.is_some() && matches!(cfg.method, Method::Awq(_)) {
-        return Err(CoreError::Invalid(format!(
-            "--method awq: mixture-of-experts layers ({}) are not supported yet; use gptq, rtn or mse",
-            compress_format::hf_config::moe::NUM_EXPERTS_KEY
-        )));
-    }
     if mcfg.shared_layers > 0 && calib.is_some() {
         return Err(CoreError::Invalid(format!(
             "--method {}: calibration runs each depth through its own layer, but this model's \
@@ -365,23 +360,50 @@ pub fn quantize_sequential(
         let mut tensors = export_layer(&layer, l);
         let moe = mcfg.moe.is_some();
         let update = calib.is_some() && l + 1 < mcfg.num_layers;
-        if let (true, Method::Gptq(g), TapStats::Gptq(hs)) = (moe, &cfg.method, &stats) {
+        if moe && calib.is_some() {
             // The experts are quantized one by one; their float copies leave the output.
-            let (h_in, h_down) = match (&hs[2], &hs[3]) {
-                (Some(a), Some(b)) => (a, b),
-                _ => return Err(CoreError::Invalid(format!("layer {l}: no FFN Hessians"))),
+            let done = match (&cfg.method, &stats) {
+                (Method::Gptq(g), TapStats::Gptq(hs)) => {
+                    let (h_in, h_down) = match (&hs[2], &hs[3]) {
+                        (Some(a), Some(b)) => (a, b),
+                        _ => return Err(CoreError::Invalid(format!("layer {l}: no FFN Hessians"))),
+                    };
+                    experts::quantize_experts(
+                        &mut layer,
+                        l,
+                        &ignore,
+                        wq,
+                        update,
+                        &|p, s, n, w, o, i| {
+                            experts::gptq_expert(
+                                p,
+                                s,
+                                n,
+                                w,
+                                o,
+                                i,
+                                (h_in, h_down),
+                                wq,
+                                scale_dtype,
+                                g,
+                            )
+                        },
+                    )?
+                }
+                _ => {
+                    let c = [clips[4].as_deref(), clips[5].as_deref()];
+                    experts::quantize_experts(
+                        &mut layer,
+                        l,
+                        &ignore,
+                        wq,
+                        update,
+                        &|p, s, n, w, o, i| {
+                            Ok(experts::awq_expert(p, s, n, w, o, i, c, wq, scale_dtype))
+                        },
+                    )?
+                }
             };
-            let done = super::experts::gptq_experts(
-                &mut layer,
-                l,
-                h_in,
-                h_down,
-                &ignore,
-                wq,
-                scale_dtype,
-                g,
-                update,
-            )?;
             for (name, w, ql) in done {
                 let weight_name = format!("{name}.weight");
                 tensors.retain(|(s, _)| s.name != weight_name);
