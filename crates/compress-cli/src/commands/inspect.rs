@@ -77,6 +77,14 @@ pub fn run(a: InspectArgs) -> Result<()> {
             c.shared_layers, c.shared_layers
         );
     }
+    if let Some(m) = &c.moe {
+        println!(
+            "  experts        {} per layer, top-{} ({}; num_experts)",
+            m.num_experts,
+            m.top_k,
+            m.routing.name()
+        );
+    }
     println!("  vocab          {}", c.vocab_size);
     println!(
         "  rope           theta {}{}",
