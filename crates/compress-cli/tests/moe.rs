@@ -20,6 +20,25 @@ fn path(rel: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// Max abs difference of the runtime's and the burn model's logits (f32 activations) on `ids`
+/// for the model in `dir`, at `top_k` experts per token (`None`: the config's).
+fn runtime_vs_burn(dir: &Path, top_k: Option<usize>, ids: &[u32]) -> f32 {
+    let device = Device::flex();
+    let mut rt = compress_runtime::Model::load(dir).unwrap();
+    let mut m = load_model(dir, &device).unwrap().model;
+    if let Some(k) = top_k {
+        rt.set_top_k(k).unwrap();
+        compress_core::stages::moe::set_top_k(&mut m, k).unwrap();
+    }
+    let want = to_vec_f32(m.forward(batch_tensor(&[ids.to_vec()], &device)));
+    let got = compress_runtime::forward::sequence_logits(
+        &rt,
+        ids,
+        compress_runtime::kernels::ActMode::F32,
+    );
+    max_abs_diff(&got, &want)
+}
+
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap()
 }
@@ -153,18 +172,8 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
     assert!(load_model(&q, &device).is_ok());
 
     // The runtime runs the experts as the burn model does: logits and greedy tokens.
-    let mut rt = compress_runtime::Model::load(&out).unwrap();
     for k in [8, 2] {
-        rt.set_top_k(k).unwrap();
-        let mut m = load_model(&out, &device).unwrap().model;
-        compress_core::stages::moe::set_top_k(&mut m, k).unwrap();
-        let want = to_vec_f32(m.forward(batch_tensor(std::slice::from_ref(&ids), &device)));
-        let got = compress_runtime::forward::sequence_logits(
-            &rt,
-            &ids,
-            compress_runtime::kernels::ActMode::F32,
-        );
-        let diff = max_abs_diff(&got, &want);
+        let diff = runtime_vs_burn(&out, Some(k), &ids);
         assert!(diff < 1e-4, "top-{k}: runtime vs burn logits {diff}");
         let k = k.to_string();
         let flags = ["--top-k", k.as_str()];
@@ -174,7 +183,10 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
             "top-{k}"
         );
     }
-    assert!(rt.set_top_k(9).is_err());
+    assert!(compress_runtime::Model::load(&out)
+        .unwrap()
+        .set_top_k(9)
+        .is_err());
 
     // GPTQ (each expert with its own share of the Hessian) is closer to the float MoE than RTN
     // of the same scheme, AWQ runs, and the runtime runs the packed experts as burn does.
@@ -226,15 +238,7 @@ fn every_expert_is_the_dense_model_and_trained_routers_beat_random() {
     assert!(gptq < rtn, "KL to the float MoE: gptq {gptq} vs rtn {rtn}");
     // AWQ runs on the experts (its folding keeps the routing: see awq.rs's tests).
     assert!(awq.is_finite() && awq < 4.0 * rtn, "awq {awq} vs rtn {rtn}");
-    let rt = compress_runtime::Model::load(Path::new(&gptq_dir)).unwrap();
-    let m = load_model(Path::new(&gptq_dir), &device).unwrap().model;
-    let want = to_vec_f32(m.forward(batch_tensor(std::slice::from_ref(&ids), &device)));
-    let got = compress_runtime::forward::sequence_logits(
-        &rt,
-        &ids,
-        compress_runtime::kernels::ActMode::F32,
-    );
-    let diff = max_abs_diff(&got, &want);
+    let diff = runtime_vs_burn(Path::new(&gptq_dir), None, &ids);
     assert!(diff < 1e-4, "packed experts: runtime vs burn logits {diff}");
 
     fails_with(

@@ -362,48 +362,23 @@ pub fn quantize_sequential(
         let update = calib.is_some() && l + 1 < mcfg.num_layers;
         if moe && calib.is_some() {
             // The experts are quantized one by one; their float copies leave the output.
-            let done = match (&cfg.method, &stats) {
+            let c = [clips[4].as_deref(), clips[5].as_deref()];
+            let quantizer: Box<experts::ExpertQuantizer<'_>> = match (&cfg.method, &stats) {
                 (Method::Gptq(g), TapStats::Gptq(hs)) => {
-                    let (h_in, h_down) = match (&hs[2], &hs[3]) {
+                    let hs = match (&hs[2], &hs[3]) {
                         (Some(a), Some(b)) => (a, b),
                         _ => return Err(CoreError::Invalid(format!("layer {l}: no FFN Hessians"))),
                     };
-                    experts::quantize_experts(
-                        &mut layer,
-                        l,
-                        &ignore,
-                        wq,
-                        update,
-                        &|p, s, n, w, o, i| {
-                            experts::gptq_expert(
-                                p,
-                                s,
-                                n,
-                                w,
-                                o,
-                                i,
-                                (h_in, h_down),
-                                wq,
-                                scale_dtype,
-                                g,
-                            )
-                        },
-                    )?
+                    Box::new(move |p, s, n, w, o, i| {
+                        experts::gptq_expert(p, s, n, w, o, i, hs, wq, scale_dtype, g)
+                    })
                 }
-                _ => {
-                    let c = [clips[4].as_deref(), clips[5].as_deref()];
-                    experts::quantize_experts(
-                        &mut layer,
-                        l,
-                        &ignore,
-                        wq,
-                        update,
-                        &|p, s, n, w, o, i| {
-                            Ok(experts::awq_expert(p, s, n, w, o, i, c, wq, scale_dtype))
-                        },
-                    )?
-                }
+                _ => Box::new(move |p, s, n, w, o, i| {
+                    Ok(experts::awq_expert(p, s, n, w, o, i, c, wq, scale_dtype))
+                }),
             };
+            let done =
+                experts::quantize_experts(&mut layer, l, &ignore, wq, update, quantizer.as_ref())?;
             for (name, w, ql) in done {
                 let weight_name = format!("{name}.weight");
                 tensors.retain(|(s, _)| s.name != weight_name);
