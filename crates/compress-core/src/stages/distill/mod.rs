@@ -141,12 +141,14 @@ pub fn student_hf_config(teacher: &HfConfig, student: &LlamaConfig) -> HfConfig 
     hf.head_dim = student.head_dim;
     hf.layer_shapes = student.layer_shapes.clone();
     hf.shared_layers = student.shared_layers;
-    // Per-layer lists of the teacher (e.g. `layer_types`) no longer fit a different depth.
-    for key in ["layer_types"] {
-        let fits = hf.raw.get(key).and_then(|v| v.as_array()).map(|a| a.len());
-        if fits.is_some_and(|n| n != student.num_layers) {
-            hf.raw.remove(key);
-        }
+    // The teacher's per-layer `layer_types` list no longer fits a different depth.
+    let listed = hf
+        .raw
+        .get("layer_types")
+        .and_then(|v| v.as_array())
+        .map(|a| a.len());
+    if listed.is_some_and(|n| n != student.num_layers) {
+        hf.raw.remove("layer_types");
     }
     hf
 }
