@@ -277,6 +277,7 @@ fn bad_moe_settings_fail_with_one_line() {
         (&["--experts", "8", "--top-k", "0"], "--top-k 0"),
         (&["--experts", "5000"], "--experts 5000"),
         (&["--data", "/nonexistent.txt"], "/nonexistent.txt"),
+        (&["--experts", "8"], "--router-steps 300"),
     ] {
         let mut args = vec!["moe", "--model", demo.as_str(), "--out", o];
         args.extend_from_slice(flags);

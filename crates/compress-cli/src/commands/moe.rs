@@ -82,11 +82,18 @@ pub fn run(a: MoeArgs, common: &Common) -> Result<()> {
             MoeSplit::Activations => SplitBy::Activations,
         },
         kmeans_iters: a.kmeans_iters,
-        router_steps: if a.data.is_some() { a.router_steps } else { 0 },
+        router_steps: a.router_steps,
         router_lr: a.router_lr,
         seed: common.seed,
     };
     cfg.validate(loaded.model.config.intermediate_size)?;
+    if a.data.is_none() && a.router_steps > 0 {
+        anyhow::bail!(
+            "--router-steps {}: training the routers needs --data (--router-steps 0 leaves them at \
+             zero: every expert ties and runs, i.e. the dense model)",
+            a.router_steps
+        );
+    }
     let seq_len = a.seq_len.min(loaded.model.config.max_position_embeddings);
     let tokenizer = Tokenizer::from_model_dir(&a.model)?;
     let vocab = loaded.model.config.vocab_size;
