@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 mod distill;
 mod moe;
+mod serve;
 pub use distill::{DistillArgs, FeatureLoss};
+pub use serve::ServeArgs;
 pub use moe::{MoeArgs, MoeRouting, MoeSplit};
 
 /// compress: make Llama-family LLMs smaller and faster, and run them.
@@ -63,6 +65,8 @@ pub enum Command {
     Distill(DistillArgs),
     /// Convert a dense FFN into a mixture of experts with trained routers (MoEfication).
     Moe(MoeArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API (continuous batching).
+    Serve(ServeArgs),
     /// Train a byte-level BPE tokenizer.json on text files.
     TrainTokenizer(TrainTokenizerArgs),
     /// Export a model directory (float or pack-quantized) to another format (GGUF for llama.cpp).

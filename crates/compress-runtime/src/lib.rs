@@ -26,3 +26,4 @@ pub use config::ModelConfig;
 pub use engine::{Engine, EngineConfig, Event, FinishReason, Request};
 pub use error::{Result, RuntimeError};
 pub use loader::Model;
+pub mod server;

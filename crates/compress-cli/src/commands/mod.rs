@@ -10,6 +10,7 @@ mod inspect;
 mod moe;
 mod prune;
 mod quantize;
+mod serve;
 mod train;
 mod train_tokenizer;
 
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Prune(a) => prune::run(a, &cli.common),
         Command::Distill(a) => distill::run(a, &cli.common),
         Command::Moe(a) => moe::run(a, &cli.common),
+        Command::Serve(a) => serve::run(a, &cli.common),
         Command::TrainTokenizer(a) => train_tokenizer::run(a),
         Command::Export(a) => export::run(a, &cli.common),
         Command::Bench(a) => bench::run(a, &cli.common),

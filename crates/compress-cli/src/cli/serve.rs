@@ -1,0 +1,34 @@
+//! Arguments of `compress serve`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// `compress serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Model directory (float or pack-quantized).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Address to bind; 127.0.0.1 unless you mean to expose it.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 picks a free one, printed at start).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` (also read from COMPRESS_API_KEY).
+    #[arg(long, env = "COMPRESS_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Name of the model in /v1/models and requests (default: the directory name).
+    #[arg(long)]
+    pub model_name: Option<String>,
+    /// KV cache blocks of 16 tokens (default: 64 sequences at full context, at most 4096).
+    #[arg(long)]
+    pub kv_blocks: Option<usize>,
+    /// Most sequences running at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_seqs: usize,
+    /// Largest request body, bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+}

@@ -1,0 +1,78 @@
+//! `compress serve --model M [--host 127.0.0.1] [--port 8000] [--api-key K] [--kv-blocks N]
+//! [--max-seqs N]`: the OpenAI-compatible server of `compress_runtime::server`, until SIGINT or
+//! SIGTERM.
+
+use anyhow::{Context, Result};
+use compress_runtime::server::{serve, state, ServerConfig};
+use compress_runtime::{EngineConfig, Model};
+
+use crate::cli::{Common, ServeArgs};
+
+pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
+    if common.device != "cpu" {
+        anyhow::bail!("--device {}: the server runs on the CPU runtime", common.device);
+    }
+    if a.max_seqs == 0 || a.kv_blocks == Some(0) {
+        anyhow::bail!("--max-seqs and --kv-blocks must be > 0");
+    }
+    let model =
+        Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
+    let ctx_blocks = model
+        .config
+        .max_position_embeddings
+        .div_ceil(compress_runtime::kv::BLOCK_SIZE);
+    let blocks = a.kv_blocks.unwrap_or((ctx_blocks * a.max_seqs).min(4096));
+    let engine_cfg = EngineConfig {
+        max_num_seqs: a.max_seqs,
+        ..EngineConfig::with_blocks(blocks)
+    };
+    let name = a.model_name.clone().unwrap_or_else(|| {
+        a.model
+            .file_name()
+            .map_or("model".into(), |n| n.to_string_lossy().into_owned())
+    });
+    let addr: std::net::SocketAddr = format!("{}:{}", a.host, a.port)
+        .parse()
+        .with_context(|| format!("--host {} --port {}: not an address", a.host, a.port))?;
+    let config = ServerConfig {
+        addr,
+        api_key: a.api_key.clone(),
+        max_body_bytes: a.max_body_bytes,
+        model_name: name.clone(),
+    };
+    let app = state(model, engine_cfg, config)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr()?;
+        if !common.quiet {
+            eprintln!("compress serve: {name} on http://{local} ({blocks} KV blocks)");
+        }
+        serve(listener, app, shutdown_signal()).await?;
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
