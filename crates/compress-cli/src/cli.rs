@@ -9,8 +9,8 @@ mod distill;
 mod moe;
 mod serve;
 pub use distill::{DistillArgs, FeatureLoss};
-pub use serve::ServeArgs;
 pub use moe::{MoeArgs, MoeRouting, MoeSplit};
+pub use serve::ServeArgs;
 
 /// compress: make Llama-family LLMs smaller and faster, and run them.
 #[derive(Parser, Debug)]

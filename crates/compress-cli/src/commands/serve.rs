@@ -10,7 +10,10 @@ use crate::cli::{Common, ServeArgs};
 
 pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
     if common.device != "cpu" {
-        anyhow::bail!("--device {}: the server runs on the CPU runtime", common.device);
+        anyhow::bail!(
+            "--device {}: the server runs on the CPU runtime",
+            common.device
+        );
     }
     if a.max_seqs == 0 || a.kv_blocks == Some(0) {
         anyhow::bail!("--max-seqs and --kv-blocks must be > 0");

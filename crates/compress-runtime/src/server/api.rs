@@ -25,12 +25,34 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         StatusCode::NOT_FOUND => "not_found_error",
         _ => "invalid_request_error",
     };
-    let body = json!({"error": {"message": message.into(), "type": kind, "param": null, "code": code}});
+    let body =
+        json!({"error": {"message": message.into(), "type": kind, "param": null, "code": code}});
     (status, Json(body)).into_response()
 }
 
 fn bad(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, "invalid_request", message)
+    reject(message).into_response()
+}
+
+/// A refused request: the status and the code and message of its error body.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, self.message)
+    }
+}
+
+fn reject(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_request",
+        message: message.into(),
+    }
 }
 
 /// A prompt: text, or token ids.
@@ -99,21 +121,30 @@ fn finish_name(r: &FinishReason) -> &'static str {
 }
 
 /// The checked engine request of a completion body, or the 4xx response.
-fn engine_request(state: &AppState, req: &CompletionRequest) -> std::result::Result<Request, Response> {
+fn engine_request(
+    state: &AppState,
+    req: &CompletionRequest,
+) -> std::result::Result<Request, ApiError> {
     if let Some(m) = &req.model {
         if *m != state.config.model_name {
-            return Err(error(
-                StatusCode::NOT_FOUND,
-                "model_not_found",
-                format!("model `{m}` is not served here (it serves `{}`)", state.config.model_name),
-            ));
+            return Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                code: "model_not_found",
+                message: format!(
+                    "model `{m}` is not served here (it serves `{}`)",
+                    state.config.model_name
+                ),
+            });
         }
     }
     if req.n.is_some_and(|n| n != 1) {
-        return Err(bad("n: only 1 is supported so far"));
+        return Err(reject("n: only 1 is supported so far"));
     }
     if req.max_tokens <= 0 {
-        return Err(bad(format!("max_tokens: must be > 0, got {}", req.max_tokens)));
+        return Err(reject(format!(
+            "max_tokens: must be > 0, got {}",
+            req.max_tokens
+        )));
     }
     let cfg = &state.model.config;
     let prompt = match &req.prompt {
@@ -121,20 +152,27 @@ fn engine_request(state: &AppState, req: &CompletionRequest) -> std::result::Res
         Prompt::Text(text) => match &state.tokenizer {
             Some(t) => t
                 .encode(text.as_str(), false)
-                .map_err(|e| bad(format!("prompt: {e}")))?
+                .map_err(|e| reject(format!("prompt: {e}")))?
                 .get_ids()
                 .to_vec(),
-            None => return Err(bad("prompt: the model has no tokenizer.json; send token ids")),
+            None => {
+                return Err(reject(
+                    "prompt: the model has no tokenizer.json; send token ids",
+                ))
+            }
         },
     };
     if prompt.is_empty() {
-        return Err(bad("prompt: empty"));
+        return Err(reject("prompt: empty"));
     }
     if let Some(&t) = prompt.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-        return Err(bad(format!("prompt: token {t} is outside the vocabulary of {}", cfg.vocab_size)));
+        return Err(reject(format!(
+            "prompt: token {t} is outside the vocabulary of {}",
+            cfg.vocab_size
+        )));
     }
     if prompt.len() >= cfg.max_position_embeddings {
-        return Err(bad(format!(
+        return Err(reject(format!(
             "prompt: {} tokens, the model's context is {}",
             prompt.len(),
             cfg.max_position_embeddings
@@ -142,8 +180,8 @@ fn engine_request(state: &AppState, req: &CompletionRequest) -> std::result::Res
     }
     let temperature = req.temperature.unwrap_or(1.0);
     let top_p = req.top_p.unwrap_or(1.0);
-    if !(temperature.is_finite() && temperature >= 0.0) || !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(bad("temperature must be ≥ 0 and top_p in (0, 1]"));
+    if !(temperature.is_finite() && temperature >= 0.0 && top_p > 0.0 && top_p <= 1.0) {
+        return Err(reject("temperature must be ≥ 0 and top_p in (0, 1]"));
     }
     let room = cfg.max_position_embeddings - prompt.len();
     Ok(Request {
@@ -176,7 +214,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     };
     let engine_req = match engine_request(&state, &req) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let prompt_tokens = engine_req.prompt.len();
     let mut rx = match state.engine.submit(engine_req) {
@@ -237,8 +275,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
                     Some(Event::Finished { reason, .. }) => {
                         let data = chunk(String::new(), vec![], Some(finish_name(&reason)));
                         let ev = SseEvent::default().data(data.to_string());
-                        return Some((Ok::<_, Infallible>(ev), (rx, tokens, sent, true, state)))
-                            .map(|(a, s)| (a, s));
+                        return Some((Ok::<_, Infallible>(ev), (rx, tokens, sent, true, state)));
                     }
                     None => return None,
                 };

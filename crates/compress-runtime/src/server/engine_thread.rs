@@ -24,7 +24,11 @@ pub struct Snapshot {
 }
 
 enum Cmd {
-    Add(Request, tokio::sync::mpsc::UnboundedSender<Event>, Sender<Result<()>>),
+    Add(
+        Request,
+        tokio::sync::mpsc::UnboundedSender<Event>,
+        Sender<Result<()>>,
+    ),
     Stop,
 }
 
@@ -62,10 +66,15 @@ impl EngineHandle {
             .expect("engine channel lock")
             .send(Cmd::Add(req, etx, rtx));
         if sent.is_err() {
-            return Err(crate::error::RuntimeError::Invalid("the engine has stopped".into()));
+            return Err(crate::error::RuntimeError::Invalid(
+                "the engine has stopped".into(),
+            ));
         }
-        rrx.recv()
-            .unwrap_or_else(|_| Err(crate::error::RuntimeError::Invalid("the engine has stopped".into())))?;
+        rrx.recv().unwrap_or_else(|_| {
+            Err(crate::error::RuntimeError::Invalid(
+                "the engine has stopped".into(),
+            ))
+        })?;
         Ok(erx)
     }
 

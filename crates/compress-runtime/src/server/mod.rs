@@ -87,12 +87,17 @@ async fn auth(
 
 /// Builds the shared state: the engine on `model` with `engine_cfg`, and the tokenizer of
 /// `model_dir` when it has one.
-pub fn state(model: Model, engine_cfg: EngineConfig, config: ServerConfig) -> Result<Arc<AppState>> {
+pub fn state(
+    model: Model,
+    engine_cfg: EngineConfig,
+    config: ServerConfig,
+) -> Result<Arc<AppState>> {
     let tok_path = model.dir.join("tokenizer.json");
     let tokenizer = match tok_path.is_file() {
-        true => Some(tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| {
-            RuntimeError::Invalid(format!("{}: {e}", tok_path.display()))
-        })?),
+        true => Some(
+            tokenizers::Tokenizer::from_file(&tok_path)
+                .map_err(|e| RuntimeError::Invalid(format!("{}: {e}", tok_path.display())))?,
+        ),
         false => None,
     };
     let model = Arc::new(model);
