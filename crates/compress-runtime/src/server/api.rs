@@ -263,12 +263,14 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
                     Some(Event::Token { token, .. }) => {
                         tokens.push(token);
                         let text = text_of(&state, &tokens);
-                        let delta = if text.ends_with('\u{FFFD}') || text.len() < sent {
-                            String::new()
-                        } else {
-                            let d = text[sent..].to_string();
-                            sent = text.len();
-                            d
+                        // Only whole characters, and nothing if decoding rewrote earlier text.
+                        let delta = match text.get(sent..) {
+                            Some(d) if !text.ends_with('\u{FFFD}') => {
+                                let d = d.to_string();
+                                sent = text.len();
+                                d
+                            }
+                            _ => String::new(),
                         };
                         SseEvent::default().data(chunk(delta, vec![token], None).to_string())
                     }
