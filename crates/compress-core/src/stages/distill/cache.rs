@@ -23,7 +23,7 @@ use compress_format::safetensors::{write_safetensors, Dtype, SafetensorsFile, Te
 
 use crate::error::{CoreError, Result};
 use crate::model::{batch_tensor, LlamaModel};
-use crate::tensor_util::to_vec_f32;
+use crate::tensor_util::{to_vec_f32, top_k_indices};
 
 const FORMAT: &str = "compress-teacher-topk";
 
@@ -72,18 +72,6 @@ pub fn windows_digest(windows: &[Vec<u32>]) -> u64 {
     h
 }
 
-/// Indices of the `k` largest values of `row`, largest first (ties: lower index first).
-fn top_k(row: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..row.len()).collect();
-    let by = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, by);
-        idx.truncate(k);
-    }
-    idx.sort_by(by);
-    idx
-}
-
 impl TopKCache {
     /// Runs `teacher` over `windows` (each `seq_len + 1` tokens; the inputs are the first
     /// `seq_len`) in batches of `batch_size`, keeping the `k` largest logits per position and
@@ -112,7 +100,7 @@ impl TopKCache {
             let inputs: Vec<Vec<u32>> = rows.iter().map(|w| w[..seq_len].to_vec()).collect();
             let out = to_vec_f32(teacher.forward(batch_tensor(&inputs, &device)));
             for row in out.chunks(vocab) {
-                let top = top_k(row, k);
+                let top = top_k_indices(row, k);
                 let max = f64::from(row[top[0]]) / temperature;
                 let sum: f64 = row
                     .iter()
@@ -268,17 +256,5 @@ impl TopKCache {
             logits: Tensor::from_data(TensorData::new(vals, shape), device),
             lse: Tensor::from_data(TensorData::new(lse, [rows.len(), self.seq_len]), device),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::top_k;
-
-    #[test]
-    fn top_k_picks_the_largest_first() {
-        let row = [0.5, 3.0, -1.0, 3.0, 2.0];
-        assert_eq!(top_k(&row, 3), vec![1, 3, 4]);
-        assert_eq!(top_k(&row, 5), vec![1, 3, 4, 0, 2]);
     }
 }

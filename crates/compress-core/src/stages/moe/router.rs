@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::model::layers::{linear, param};
 use crate::model::weights::param_id;
 use crate::model::{batch_tensor, LlamaModel};
-use crate::tensor_util::to_vec_f32;
+use crate::tensor_util::{to_vec_f32, top_k_indices};
 
 /// One layer's router training data.
 #[derive(Clone, Debug, Default)]
@@ -68,22 +68,14 @@ pub fn collect(model: &LlamaModel, samples: &[Vec<u32>], batch: usize) -> Result
     Ok(data)
 }
 
-/// The indices of the `k` largest of `row` (ties: lower index first).
-fn top(row: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..row.len()).collect();
-    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx
-}
-
 /// Mean `|top-k(scores) ∩ top-k(norms)| / k` over tokens.
 pub fn accuracy(scores: &[f32], norms: &[f32], experts: usize, k: usize) -> f64 {
     let n = scores.len() / experts;
     let mut hit = 0usize;
     for t in 0..n {
         let (a, b) = (
-            top(&scores[t * experts..(t + 1) * experts], k),
-            top(&norms[t * experts..(t + 1) * experts], k),
+            top_k_indices(&scores[t * experts..(t + 1) * experts], k),
+            top_k_indices(&norms[t * experts..(t + 1) * experts], k),
         );
         hit += a.iter().filter(|e| b.contains(e)).count();
     }
@@ -117,7 +109,7 @@ pub fn train_router(
     let (test, train) = order.split_at(held);
     let labels: Vec<f32> = (0..n)
         .flat_map(|t| {
-            let best = top(&data.norms[t * experts..(t + 1) * experts], k);
+            let best = top_k_indices(&data.norms[t * experts..(t + 1) * experts], k);
             (0..experts).map(move |e| if best.contains(&e) { 1.0 } else { 0.0 })
         })
         .collect();
