@@ -1,101 +1,13 @@
 //! `compress serve` on the demo model, started on a free port: health and models, greedy
 //! completions equal `compress generate`, streaming gives the same tokens and ends with
-//! `data: [DONE]`, bad requests get OpenAI-style 4xx errors, and the API key is enforced.
+//! `data: [DONE]`, chat through the model's template, `n > 1`, stop strings, logprobs, prompt
+//! lists, `/metrics`, bad requests get OpenAI-style 4xx errors, and the API key is enforced.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use common::compress;
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn demo() -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models/demo");
-    p.to_str().unwrap().to_string()
-}
-
-/// Starts `compress serve` on port 0 and reads the port it printed.
-fn start(extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_compress"))
-        .args([
-            "serve",
-            "--model",
-            &demo(),
-            "--port",
-            "0",
-            "--kv-blocks",
-            "256",
-        ])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .rsplit("127.0.0.1:")
-        .next()
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no port in `{line}`"));
-    Server { child, port }
-}
-
-/// One HTTP/1.1 request; `(status, body)` with a chunked body decoded.
-fn http(port: u16, method: &str, path: &str, body: &str, key: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = rest;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap();
-            if n == 0 {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            rest = &tail[n + 2..];
-        }
-        out
-    } else {
-        rest.to_string()
-    };
-    (status, body)
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
+use common::http::{demo, http, json, metric, post, sse, start, start_model, wait_idle};
+use serde_json::json as j;
 
 #[test]
 fn completions_match_generate_and_stream() {
@@ -130,15 +42,9 @@ fn completions_match_generate_and_stream() {
     let req = format!(r#"{{"prompt":"{prompt}","max_tokens":12,"temperature":0,"stream":true}}"#);
     let (st, body) = http(srv.port, "POST", "/v1/completions", &req, None);
     assert_eq!(st, 200);
-    let events: Vec<&str> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect();
-    assert_eq!(events.last(), Some(&"[DONE]"), "{body}");
     let mut ids = Vec::new();
     let mut text = String::new();
-    for e in &events[..events.len() - 1] {
-        let v = json(e);
+    for v in sse(&body) {
         ids.extend(
             v["choices"][0]["token_ids"]
                 .as_array()
@@ -192,4 +98,260 @@ fn bad_requests_get_openai_errors_and_the_key_is_enforced() {
         Some("sekret"),
     );
     assert_eq!(st, 200, "{body}");
+}
+
+/// Greedy text of `prompt` through the server, with `extra` fields.
+fn complete(
+    port: u16,
+    prompt: &str,
+    max_tokens: usize,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut body = j!({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    post(port, "/v1/completions", &body)
+}
+
+#[test]
+fn chat_uses_the_template_and_matches_completions() {
+    let srv = start(&[]);
+    let p = srv.port;
+    let messages = j!([{"role": "system", "content": "Be brief."},
+                       {"role": "user", "content": [{"type": "text", "text": "Who is Ahab?"}]}]);
+    // The rendered prompt, as the demo's template in tokenizer_config.json makes it.
+    let want_text = "<s>Be brief.\n\nUser: Who is Ahab?\nAssistant:";
+    let tok = post(p, "/tokenize", &j!({"messages": messages}));
+    let ids = post(p, "/tokenize", &j!({"prompt": want_text}))["tokens"].clone();
+    assert_eq!(tok["tokens"], ids);
+    assert_eq!(ids[0], 1, "the template starts with bos");
+    let back = post(p, "/detokenize", &j!({"tokens": ids}));
+    assert_eq!(back["prompt"], want_text);
+
+    let chat = post(
+        p,
+        "/v1/chat/completions",
+        &j!({"messages": messages, "max_tokens": 10, "temperature": 0}),
+    );
+    let plain = post(
+        p,
+        "/v1/completions",
+        &j!({"prompt": ids, "max_tokens": 10, "temperature": 0}),
+    );
+    assert_eq!(chat["object"], "chat.completion");
+    let msg = &chat["choices"][0]["message"];
+    assert_eq!(msg["role"], "assistant");
+    assert_eq!(msg["content"], plain["choices"][0]["text"]);
+    assert_eq!(chat["usage"]["prompt_tokens"], tok["count"]);
+
+    let (st, body) = http(
+        p,
+        "POST",
+        "/v1/chat/completions",
+        &j!({"messages": messages, "max_tokens": 10, "temperature": 0, "stream": true,
+             "stream_options": {"include_usage": true}})
+        .to_string(),
+        None,
+    );
+    assert_eq!(st, 200);
+    let events = sse(&body);
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, msg["content"].as_str().unwrap());
+    let last = events.last().unwrap();
+    assert_eq!(last["choices"], j!([]));
+    assert_eq!(last["usage"]["completion_tokens"], 10);
+
+    let (st, body) = http(
+        p,
+        "POST",
+        "/v1/chat/completions",
+        &j!({"messages": [{"role": "tool", "content": "x"}]}).to_string(),
+        None,
+    );
+    assert_eq!(st, 400);
+    assert!(body.contains("not tool"), "{body}");
+
+    // A model dir without a template: a 400 that says how to give one.
+    let dir = std::env::temp_dir().join(format!("compress-serve-notmpl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        let _ = std::fs::remove_file(dir.join(f));
+        std::os::unix::fs::symlink(std::path::Path::new(&demo()).join(f), dir.join(f)).unwrap();
+    }
+    let bare = start_model(dir.to_str().unwrap(), &["--kv-blocks", "64"]);
+    let (st, body) = http(
+        bare.port,
+        "POST",
+        "/v1/chat/completions",
+        &j!({"messages": messages}).to_string(),
+        None,
+    );
+    assert_eq!(st, 400);
+    assert!(body.contains("--chat-template"), "{body}");
+    drop(bare);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn n_samples_stop_strings_logprobs_and_prompt_lists() {
+    let srv = start(&[]);
+    let p = srv.port;
+    let prompt = "It was the best of times,";
+    let base = complete(p, prompt, 24, j!({}));
+    let full = base["choices"][0]["text"].as_str().unwrap().to_string();
+
+    // n = 3 greedy: three equal choices; usage counts all their tokens.
+    let three = complete(p, prompt, 24, j!({"n": 3}));
+    let choices = three["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+        assert_eq!(c["text"], full);
+    }
+    assert_eq!(three["usage"]["completion_tokens"], 72);
+    // n = 3 sampled with a seed: reproducible, and the samples differ.
+    let sampled = |seed: u64| {
+        let r = post(
+            p,
+            "/v1/completions",
+            &j!({"prompt": prompt, "max_tokens": 16, "temperature": 1.0, "n": 3, "seed": seed}),
+        );
+        let texts: Vec<String> = r["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_string())
+            .collect();
+        texts
+    };
+    let a = sampled(7);
+    assert_eq!(a, sampled(7));
+    assert!(a[0] != a[1] || a[1] != a[2], "{a:?}");
+
+    // A stop string from the middle of the greedy text: the text ends just before it.
+    let chars: Vec<char> = full.chars().collect();
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
+    let cut = &full[..full.find(&stop).unwrap()];
+    let r = complete(p, prompt, 24, j!({"stop": [stop.clone(), "never-there"]}));
+    assert_eq!(r["choices"][0]["text"], cut, "stop {stop:?}");
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+    let (st, body) = http(
+        p,
+        "POST",
+        "/v1/completions",
+        &j!({"prompt": prompt, "max_tokens": 24, "temperature": 0, "stop": stop, "stream": true})
+            .to_string(),
+        None,
+    );
+    assert_eq!(st, 200);
+    let events = sse(&body);
+    let text: String = events
+        .iter()
+        .map(|e| e["choices"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, cut);
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+
+    // Logprobs: one per token, ≤ 0; greedy tokens are the most likely alternative.
+    let r = complete(p, prompt, 8, j!({"logprobs": 3}));
+    let lp = &r["choices"][0]["logprobs"];
+    let values = lp["token_logprobs"].as_array().unwrap();
+    assert_eq!(values.len(), 8);
+    for (i, v) in values.iter().enumerate() {
+        let v = v.as_f64().unwrap();
+        assert!(v <= 0.0);
+        let top = lp["top_logprobs"][i].as_object().unwrap();
+        assert!(!top.is_empty() && top.len() <= 3);
+        let best = top
+            .values()
+            .map(|x| x.as_f64().unwrap())
+            .fold(f64::MIN, f64::max);
+        assert!((best - v).abs() < 1e-5, "token {i}: {v} vs best {best}");
+        assert!(lp["tokens"][i].as_str().is_some());
+    }
+    let chat = post(
+        p,
+        "/v1/chat/completions",
+        &j!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0,
+             "logprobs": true, "top_logprobs": 2}),
+    );
+    let content = chat["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap();
+    assert_eq!(content.len(), 4);
+    assert_eq!(content[0]["top_logprobs"].as_array().unwrap().len(), 2);
+
+    // A list of prompts with n = 2: choice 2·i + s belongs to prompt i.
+    let ids = post(p, "/tokenize", &j!({"prompt": prompt}))["tokens"].clone();
+    let r = post(
+        p,
+        "/v1/completions",
+        &j!({"prompt": [ids, [1, 40, 41]], "max_tokens": 24, "temperature": 0, "n": 2}),
+    );
+    let choices = r["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 4);
+    assert_eq!(choices[0]["text"], full);
+    assert_eq!(choices[1]["text"], full);
+    assert_eq!(choices[2]["text"], choices[3]["text"]);
+    let two = post(
+        p,
+        "/v1/completions",
+        &j!({"prompt": [prompt, prompt], "max_tokens": 24, "temperature": 0}),
+    );
+    assert_eq!(two["choices"][1]["text"], full);
+
+    // The counters saw all of it, and nothing holds KV blocks once idle.
+    assert!(metric(p, "compress_generation_tokens_total") >= 200.0);
+    assert!(metric(p, "compress_time_to_first_token_seconds_count") >= 10.0);
+    wait_idle(p);
+}
+
+#[test]
+fn more_work_than_kv_blocks_preempts_and_a_disconnect_frees_blocks() {
+    // 12 blocks of 16 tokens: 8 concurrent 60-token requests cannot all fit.
+    let srv = start(&["--kv-blocks", "12", "--max-seqs", "8"]);
+    let p = srv.port;
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let body = j!({"prompt": [1, 40 + i, 41, 42], "max_tokens": 60, "temperature": 0});
+                post(p, "/v1/completions", &body)
+            })
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().unwrap();
+        assert_eq!(r["usage"]["completion_tokens"], 60, "{r}");
+    }
+    assert!(metric(p, "compress_num_preemptions_total") > 0.0);
+    wait_idle(p);
+
+    // A streaming client that goes away: its request is aborted and its blocks freed.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+    let body =
+        j!({"prompt": [1, 40], "max_tokens": 150, "temperature": 0, "stream": true}).to_string();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let _ = s.read(&mut buf).unwrap();
+    drop(s);
+    wait_idle(p);
+    let (_, text) = http(p, "GET", "/metrics", "", None);
+    assert!(
+        text.contains("compress_request_success_total{finished_reason=\"abort\"} 1"),
+        "{text}"
+    );
 }

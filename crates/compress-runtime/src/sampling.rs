@@ -88,6 +88,34 @@ impl Sampler {
     }
 }
 
+impl crate::engine::TokenLogprobs {
+    /// The log-softmax of `logits` at `token`, and the `top` most likely tokens with theirs
+    /// (ties: lower id first).
+    pub fn from_logits(logits: &[f32], token: u32, top: usize) -> Self {
+        let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let lse = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
+        let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+        let top = top.min(ids.len());
+        let order = |a: &u32, b: &u32| {
+            logits[*b as usize]
+                .total_cmp(&logits[*a as usize])
+                .then(a.cmp(b))
+        };
+        if top > 0 && top < ids.len() {
+            ids.select_nth_unstable_by(top - 1, order);
+        }
+        ids.truncate(top);
+        ids.sort_by(order);
+        Self {
+            logprob: logits[token as usize] - lse,
+            top: ids
+                .into_iter()
+                .map(|i| (i, logits[i as usize] - lse))
+                .collect(),
+        }
+    }
+}
+
 /// Index of the largest logit (the first on ties, as torch.argmax).
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;
@@ -102,6 +130,20 @@ pub fn argmax(logits: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::TokenLogprobs;
+
+    #[test]
+    fn logprobs_are_a_log_softmax_with_the_top_tokens_first() {
+        let logits = [1.0f32, 3.0, -2.0, 3.0, 0.5];
+        let z: f32 = logits.iter().map(|l| l.exp()).sum();
+        let lp = TokenLogprobs::from_logits(&logits, 4, 3);
+        assert!((lp.logprob - (0.5f32.exp() / z).ln()).abs() < 1e-6);
+        let ids: Vec<u32> = lp.top.iter().map(|t| t.0).collect();
+        assert_eq!(ids, [1, 3, 0]);
+        assert!((lp.top[2].1 - (1.0f32.exp() / z).ln()).abs() < 1e-6);
+        assert!(TokenLogprobs::from_logits(&logits, 0, 0).top.is_empty());
+        assert_eq!(TokenLogprobs::from_logits(&logits, 0, 99).top.len(), 5);
+    }
 
     #[test]
     fn greedy_takes_the_first_maximum() {

@@ -40,7 +40,7 @@ fn collect(rx: &Receiver<Event>, n: usize) -> (Vec<Vec<u32>>, Vec<Option<FinishR
     let mut reasons = vec![None; n];
     for ev in rx.try_iter() {
         match ev {
-            Event::Token { index, token } => {
+            Event::Token { index, token, .. } => {
                 assert!(reasons[index].is_none(), "token after finish");
                 tokens[index].push(token);
             }
@@ -279,4 +279,48 @@ fn a_repeated_prompt_hits_the_prefix_cache() {
     let a = collect(&rx1, 1).0;
     assert_eq!(a, collect(&rx2, 1).0);
     assert_eq!(a[0], alone(&model, &prompt, 8));
+}
+
+#[test]
+fn logprobs_come_with_each_token_and_stop_sample_ends_one_sample() {
+    let model = demo();
+    let prompt = prompts(3)[2].clone();
+    let mut e = Engine::new(model.clone(), config(64)).unwrap();
+    let (id, rx) = e
+        .add_request(Request {
+            n: 2,
+            logprobs: Some(3),
+            ..Request::greedy(prompt.clone(), 10, vec![])
+        })
+        .unwrap();
+    e.step().unwrap(); // prefill: the first token of each sample
+    e.stop_sample(id, 1);
+    e.run_to_completion().unwrap();
+    let mut per = vec![Vec::new(); 2];
+    let mut reasons = vec![None; 2];
+    for ev in rx.try_iter() {
+        match ev {
+            Event::Token {
+                index,
+                token,
+                logprobs,
+            } => {
+                let lp = logprobs.expect("logprobs were asked for");
+                assert_eq!(lp.top.len(), 3);
+                // Greedy: the token is the most likely one, and its logprob is that of top[0].
+                assert_eq!(lp.top[0].0, token);
+                assert!((lp.top[0].1 - lp.logprob).abs() < 1e-6 && lp.logprob <= 0.0);
+                assert!(lp.top[0].1 >= lp.top[1].1 && lp.top[1].1 >= lp.top[2].1);
+                per[index].push(token);
+            }
+            Event::Finished { index, reason } => reasons[index] = Some(reason),
+        }
+    }
+    assert_eq!(per[0], alone(&model, &prompt, 10));
+    assert_eq!(per[1].len(), 1, "sample 1 stopped after its first token");
+    assert_eq!(
+        reasons,
+        [Some(FinishReason::Length), Some(FinishReason::Stop)]
+    );
+    assert_eq!(e.blocks().num_used(), 0);
 }

@@ -31,4 +31,14 @@ pub struct ServeArgs {
     /// Largest request body, bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Chat template (Jinja) for /v1/chat/completions instead of the model's own
+    /// (chat_template.jinja or tokenizer_config.json `chat_template`).
+    #[arg(long)]
+    pub chat_template: Option<PathBuf>,
+    /// Experts each token runs in a mixture-of-experts model (default: its config's).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Most tokens per engine step (decode tokens plus prompt chunks).
+    #[arg(long, default_value_t = 512)]
+    pub max_batched_tokens: usize,
 }

@@ -1,6 +1,6 @@
 //! `compress serve --model M [--host 127.0.0.1] [--port 8000] [--api-key K] [--kv-blocks N]
-//! [--max-seqs N]`: the OpenAI-compatible server of `compress_runtime::server`, until SIGINT or
-//! SIGTERM.
+//! [--max-seqs N] [--chat-template FILE] [--top-k K]`: the OpenAI-compatible server of
+//! `compress_runtime::server`, until SIGINT or SIGTERM.
 
 use anyhow::{Context, Result};
 use compress_runtime::server::{serve, state, ServerConfig};
@@ -15,11 +15,14 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
             common.device
         );
     }
-    if a.max_seqs == 0 || a.kv_blocks == Some(0) {
-        anyhow::bail!("--max-seqs and --kv-blocks must be > 0");
+    if a.max_seqs == 0 || a.kv_blocks == Some(0) || a.max_batched_tokens == 0 {
+        anyhow::bail!("--max-seqs, --kv-blocks and --max-batched-tokens must be > 0");
     }
-    let model =
+    let mut model =
         Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
+    if let Some(k) = a.top_k {
+        model.set_top_k(k)?;
+    }
     let ctx_blocks = model
         .config
         .max_position_embeddings
@@ -27,6 +30,7 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
     let blocks = a.kv_blocks.unwrap_or((ctx_blocks * a.max_seqs).min(4096));
     let engine_cfg = EngineConfig {
         max_num_seqs: a.max_seqs,
+        max_batched_tokens: a.max_batched_tokens,
         ..EngineConfig::with_blocks(blocks)
     };
     let name = a.model_name.clone().unwrap_or_else(|| {
@@ -42,6 +46,7 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
         api_key: a.api_key.clone(),
         max_body_bytes: a.max_body_bytes,
         model_name: name.clone(),
+        chat_template: a.chat_template.clone(),
     };
     let app = state(model, engine_cfg, config)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -51,7 +56,11 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
             .with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr()?;
         if !common.quiet {
-            eprintln!("compress serve: {name} on http://{local} ({blocks} KV blocks)");
+            let chat = match app.chat_template.is_some() {
+                true => "chat template loaded",
+                false => "no chat template: /v1/chat/completions refuses",
+            };
+            eprintln!("compress serve: {name} on http://{local} ({blocks} KV blocks; {chat})");
         }
         serve(listener, app, shutdown_signal()).await?;
         Ok::<_, anyhow::Error>(())

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+pub mod http;
+
 /// Runs the `compress` binary with `args`; panics with its stderr unless it succeeds; its stdout.
 pub fn compress(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_compress"))

@@ -18,10 +18,10 @@ mod request;
 mod sequence;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 
-pub use request::{Event, FinishReason, Request, RequestId};
+pub use request::{Event, EventSink, FinishReason, Request, RequestId, TokenLogprobs};
 use sequence::Sequence;
 
 use crate::error::{Result, RuntimeError};
@@ -86,7 +86,7 @@ pub struct EngineStats {
 }
 
 struct RequestState {
-    tx: Sender<Event>,
+    tx: Box<dyn EventSink>,
     seqs: Vec<SeqId>,
     live: usize,
     n: usize,
@@ -95,7 +95,7 @@ struct RequestState {
 impl RequestState {
     /// Sends `ev`; false when the receiver is gone (the caller stopped listening).
     fn send(&self, ev: Event) -> bool {
-        self.tx.send(ev).is_ok()
+        self.tx.send(ev)
     }
 }
 
@@ -181,7 +181,11 @@ impl Engine {
     }
 
     /// Queues `req`, sending its events to `tx`.
-    pub fn add_request_with(&mut self, req: Request, tx: Sender<Event>) -> Result<RequestId> {
+    pub fn add_request_with(
+        &mut self,
+        req: Request,
+        tx: impl EventSink + 'static,
+    ) -> Result<RequestId> {
         self.validate(&req)?;
         let id = self.next_request;
         self.next_request += 1;
@@ -193,7 +197,7 @@ impl Engine {
         self.requests.insert(
             id,
             RequestState {
-                tx,
+                tx: Box::new(tx),
                 seqs: vec![seq_id],
                 live: 1,
                 n: req.n,
@@ -263,6 +267,23 @@ impl Engine {
         }
     }
 
+    /// Stops sample `index` of request `id` as if it had produced a stop token (a stop string
+    /// matched by the caller); the request's other samples go on.
+    pub fn stop_sample(&mut self, id: RequestId, index: usize) {
+        let Some(state) = self.requests.get(&id) else {
+            return;
+        };
+        // Samples fork at the first sampled token, before any text can match a stop string.
+        let sid = state
+            .seqs
+            .iter()
+            .copied()
+            .find(|s| self.seqs.get(s).is_some_and(|q| q.index == index));
+        if let Some(sid) = sid {
+            self.finish(sid, FinishReason::Stop);
+        }
+    }
+
     /// Runs steps until every request has finished.
     pub fn run_to_completion(&mut self) -> Result<()> {
         while self.has_work() {
@@ -284,14 +305,14 @@ impl Engine {
                 .expect("a live sequence is known to the block manager");
         }
         if let Some(state) = self.requests.get_mut(&seq.request) {
-            let _ = state.tx.send(Event::Finished {
+            state.send(Event::Finished {
                 index: seq.index,
                 reason: reason.clone(),
             });
             if seq.fork_pending {
                 // The request's other samples were never forked off: they end with it.
                 for index in 1..state.n {
-                    let _ = state.tx.send(Event::Finished {
+                    state.send(Event::Finished {
                         index,
                         reason: reason.clone(),
                     });

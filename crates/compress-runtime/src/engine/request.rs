@@ -18,6 +18,9 @@ pub struct Request {
     pub stop_tokens: Vec<u32>,
     /// Independent samples for the prompt (`n > 1` forks the prompt's KV copy-on-write).
     pub n: usize,
+    /// Report each sampled token's log-probability and this many most likely alternatives
+    /// (`None`: no log-probabilities).
+    pub logprobs: Option<usize>,
 }
 
 impl Request {
@@ -29,6 +32,7 @@ impl Request {
             sampling: SamplingParams::default(),
             stop_tokens,
             n: 1,
+            logprobs: None,
         }
     }
 }
@@ -44,8 +48,18 @@ pub enum FinishReason {
     Aborted,
 }
 
+/// Log-probabilities of a sampled token under the model (raw logits, before temperature and
+/// top-p), with the most likely alternatives, most likely first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprobs {
+    /// log p(sampled token).
+    pub logprob: f32,
+    /// `(token, log p)` of the most likely tokens (ties: lower id first).
+    pub top: Vec<(u32, f32)>,
+}
+
 /// A streamed event of one request; `index` tells its sequences apart when `n > 1`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A new token of sequence `index`.
     Token {
@@ -53,6 +67,8 @@ pub enum Event {
         index: usize,
         /// The token id.
         token: u32,
+        /// Its log-probabilities, when the request asked for them.
+        logprobs: Option<Box<TokenLogprobs>>,
     },
     /// Sequence `index` ended.
     Finished {
@@ -61,4 +77,23 @@ pub enum Event {
         /// Why.
         reason: FinishReason,
     },
+}
+
+/// Where a request's events go. `send` returns false once nobody listens any more; the
+/// engine then aborts the request and frees its blocks.
+pub trait EventSink: Send {
+    /// Delivers `ev`; false when the listener is gone.
+    fn send(&self, ev: Event) -> bool;
+}
+
+impl EventSink for std::sync::mpsc::Sender<Event> {
+    fn send(&self, ev: Event) -> bool {
+        std::sync::mpsc::Sender::send(self, ev).is_ok()
+    }
+}
+
+impl EventSink for tokio::sync::mpsc::UnboundedSender<Event> {
+    fn send(&self, ev: Event) -> bool {
+        tokio::sync::mpsc::UnboundedSender::send(self, ev).is_ok()
+    }
 }

@@ -28,6 +28,8 @@ pub(super) struct Sequence {
     pub fork_pending: bool,
     /// Samples to fork at the first sampled token.
     pub n: usize,
+    /// Alternatives to report with each token's log-probability (`None`: none reported).
+    pub logprobs: Option<usize>,
 }
 
 impl Sequence {
@@ -45,6 +47,7 @@ impl Sequence {
             sampler,
             fork_pending: req.n > 1,
             n: req.n,
+            logprobs: req.logprobs,
         }
     }
 

@@ -1,6 +1,6 @@
 //! One engine step: schedule, run the batch, sample.
 
-use super::{Engine, Event, FinishReason, Sequence};
+use super::{Engine, Event, FinishReason, Sequence, TokenLogprobs};
 use crate::error::Result;
 use crate::forward::{forward, Chunk, Logits};
 use crate::kv::blocks::SeqId;
@@ -177,6 +177,9 @@ impl Engine {
         for id in ids {
             let seq = self.seqs.get_mut(&id).expect("sequence exists");
             let token = seq.sampler.sample(logits);
+            let logprobs = seq
+                .logprobs
+                .map(|top| Box::new(TokenLogprobs::from_logits(logits, token, top)));
             seq.generated += 1;
             self.stats.generated_tokens += 1;
             let (request, index) = (seq.request, seq.index);
@@ -186,10 +189,13 @@ impl Engine {
             if !stop && !full {
                 seq.pending = Some(token);
             }
-            let listening = self
-                .requests
-                .get(&request)
-                .is_some_and(|r| r.send(Event::Token { index, token }));
+            let listening = self.requests.get(&request).is_some_and(|r| {
+                r.send(Event::Token {
+                    index,
+                    token,
+                    logprobs,
+                })
+            });
             if !listening {
                 self.abort(request);
             } else if stop {

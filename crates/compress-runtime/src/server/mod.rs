@@ -1,14 +1,26 @@
 //! `compress serve`: an OpenAI-compatible HTTP server (axum on tokio) on the continuous-batching
 //! engine, which runs on its own thread ([`engine_thread`]).
 //!
-//! Endpoints so far: `GET /health`, `GET /v1/models`, `POST /v1/completions` (prompt as text or
-//! token ids; `max_tokens`, `temperature`, `top_p`, `seed`; `stream: true` as server-sent events
-//! ending with `data: [DONE]`). Bad requests get a 4xx with an OpenAI-style JSON error body;
-//! `api_key` requires `Authorization: Bearer <key>`; bodies are limited in size. A client that
-//! disconnects drops its event stream, which aborts its request and frees its blocks.
+//! Endpoints: `GET /health`, `GET /v1/models`, `GET /metrics` (Prometheus),
+//! `POST /v1/completions` (prompt as text, token ids, or a list of either) and
+//! `POST /v1/chat/completions` (the model's chat template), and vLLM's `POST /tokenize` and
+//! `POST /detokenize`. Both generation endpoints take `max_tokens`,
+//! `temperature`, `top_p`, `seed`, `stop`, `n` (samples forked copy-on-write), logprobs, and
+//! `stream: true` (server-sent events ending with `data: [DONE]`), and report `usage`. Bad
+//! requests get a 4xx with an OpenAI-style JSON error body; `api_key` requires
+//! `Authorization: Bearer <key>`; bodies are limited in size. A client that disconnects drops
+//! its request's [`engine_thread::Ticket`], which aborts it and frees its blocks.
 
-pub mod api;
+pub mod chat;
+pub mod completions;
 pub mod engine_thread;
+pub mod error;
+pub mod generation;
+pub mod metrics;
+pub mod params;
+pub mod respond;
+pub mod template;
+pub mod tokenize;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +48,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Name `/v1/models` lists and requests must use.
     pub model_name: String,
+    /// Chat template file to use instead of the model's.
+    pub chat_template: Option<std::path::PathBuf>,
 }
 
 /// What every handler shares.
@@ -45,7 +59,11 @@ pub struct AppState {
     /// The model (config, context length).
     pub model: Arc<Model>,
     /// Text ↔ ids, when the model dir has a `tokenizer.json`.
-    pub tokenizer: Option<tokenizers::Tokenizer>,
+    pub tokenizer: Option<Arc<tokenizers::Tokenizer>>,
+    /// The chat template, when the model (or `--chat-template`) has one.
+    pub chat_template: Option<template::ChatTemplate>,
+    /// The server's own counters.
+    pub metrics: Arc<metrics::Metrics>,
     /// Server settings.
     pub config: ServerConfig,
 }
@@ -55,8 +73,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     let max = state.config.max_body_bytes;
     Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/v1/models", get(api::models))
-        .route("/v1/completions", post(api::completions))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/models", get(models))
+        .route("/v1/completions", post(completions::completions))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
@@ -74,7 +96,7 @@ async fn auth(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(key.as_str()) && req.uri().path() != "/health" {
-            return api::error(
+            return error::error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_api_key",
                 "missing or wrong API key (Authorization: Bearer <key>)",
@@ -94,20 +116,44 @@ pub fn state(
 ) -> Result<Arc<AppState>> {
     let tok_path = model.dir.join("tokenizer.json");
     let tokenizer = match tok_path.is_file() {
-        true => Some(
+        true => Some(Arc::new(
             tokenizers::Tokenizer::from_file(&tok_path)
                 .map_err(|e| RuntimeError::Invalid(format!("{}: {e}", tok_path.display())))?,
-        ),
+        )),
         false => None,
     };
+    let chat_template = template::ChatTemplate::load(&model.dir, config.chat_template.as_deref())?;
     let model = Arc::new(model);
     let engine = Engine::new(Arc::clone(&model), engine_cfg)?;
     Ok(Arc::new(AppState {
         engine: EngineHandle::start(engine),
         model,
         tokenizer,
+        chat_template,
+        metrics: Arc::default(),
         config,
     }))
+}
+
+/// `GET /v1/models`.
+async fn models(State(state): State<Arc<AppState>>) -> Response {
+    let created = respond::now();
+    axum::Json(serde_json::json!({
+        "object": "list",
+        "data": [{"id": state.config.model_name, "object": "model", "created": created,
+                  "owned_by": "compress", "max_model_len": state.model.config.max_position_embeddings}]
+    }))
+    .into_response()
+}
+
+/// `GET /metrics`.
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.render(&state.engine.snapshot());
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 /// Serves on `listener` until `shutdown` resolves (in-flight streams are then dropped, which
