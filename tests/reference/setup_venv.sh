@@ -15,4 +15,4 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-"$venv/bin/python" -c "import torch, transformers, compressed_tensors, safetensors, numpy, psutil, gguf; print('setup_venv: ok torch', torch.__version__, 'transformers', transformers.__version__, 'compressed-tensors', compressed_tensors.__version__)"
+"$venv/bin/python" -c "import torch, transformers, compressed_tensors, safetensors, numpy, psutil, gguf, openai; print('setup_venv: ok torch', torch.__version__, 'transformers', transformers.__version__, 'compressed-tensors', compressed_tensors.__version__)"

@@ -65,6 +65,8 @@ pub struct Common {
     pub presence_penalty: Option<f32>,
     /// Only an empty map is supported.
     pub logit_bias: Option<Map<String, Value>>,
+    /// Keep generating past the end-of-sequence token (vLLM's extension; for benchmarks).
+    pub ignore_eos: Option<bool>,
 }
 
 /// Fields of [`Common`], for the unknown-field check.
@@ -82,6 +84,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "frequency_penalty",
     "presence_penalty",
     "logit_bias",
+    "ignore_eos",
 ];
 
 /// What a checked request asks for, besides its prompts.
@@ -196,7 +199,10 @@ pub fn plan(state: &AppState, c: &Common, logprobs: Option<usize>) -> Result<Pla
                 top_p,
                 seed: c.seed.unwrap_or(0),
             },
-            stop_tokens: state.model.config.eos_token_ids.clone(),
+            stop_tokens: match c.ignore_eos.unwrap_or(false) {
+                true => Vec::new(),
+                false => state.model.config.eos_token_ids.clone(),
+            },
             n: n as usize,
             logprobs,
         },
