@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
 # The runtime against llama.cpp on the same weights, side by side in one run.
 #
-# Model: a random-weight model of TinyLlama-1.1B's shapes (made once by the quantize_1b bench),
-# quantized by `compress quantize --bits 4 --group-size 32 --symmetric` (int4, groups of 32,
-# symmetric: exactly ggml's Q4_0 grid), then exported with `compress export --type q4_0
-# --output-type f16`: every quantized linear keeps its codes and scales (no requantizing) and
-# lm_head stays 16-bit in both engines, so both read the same bytes per token.
+# Model: bench/prepare_1b_q4.sh (random TinyLlama-1.1B shapes, int4 g32 symmetric = Q4_0's grid,
+# exported to GGUF Q4_0 without requantizing; lm_head 16-bit in both engines).
 #
 # Measured, with the same thread count:
 #   llama.cpp  llama-bench -p PROMPT -n GEN            (prompt and decode tokens/s, one sequence)
@@ -27,27 +24,13 @@ out=target/bench-vs-llama-cpp
 mkdir -p "$out"
 
 bin=$(bash tests/interop/build_llama_cpp.sh | tail -n 1)
-cargo build --release -q -p compress-cli
+bash bench/prepare_1b_q4.sh > /dev/null
 compress() { target/release/compress "$@"; }
-model=$(cargo bench -q -p compress-cli --bench quantize_1b -- --model-only | tail -n 1)
 w4="$out/w4g32-sym"
-if [ ! -f "$w4/config.json" ]; then
-    compress quantize -q --model "$model" --out "$w4" --bits 4 --group-size 32 --symmetric --overwrite
-fi
 gguf="$out/w4g32-sym.q4_0.gguf"
-if [ ! -f "$gguf" ]; then
-    # The random model has no tokenizer; the demo's fills the GGUF vocab (padding beyond it).
-    compress export -q --model "$w4" --type q4_0 --output-type f16 \
-        --tokenizer examples/models/demo/tokenizer.json --out "$gguf" --overwrite
-fi
-
-# For reference, llama.cpp's usual Q4_0 file: lm_head quantized to Q4_0 too (fewer bytes per token
-# than either engine reads above; the anchors in shared/anchors.md were measured this way).
+# llama.cpp's usual Q4_0 file: lm_head quantized to Q4_0 too (fewer bytes per token than either
+# engine reads above; the anchors in shared/anchors.md were measured this way).
 gguf_q4head="$out/w4g32-sym.q4_0-head.gguf"
-if [ ! -f "$gguf_q4head" ]; then
-    compress export -q --model "$w4" --type q4_0 \
-        --tokenizer examples/models/demo/tokenizer.json --out "$gguf_q4head" --overwrite
-fi
 
 echo "== llama-bench (threads $threads)"
 "$bin/llama-bench" -m "$gguf" -t "$threads" -p "$prompt" -n "$gen" -r 2 -o json > "$out/llama_bench.json"
