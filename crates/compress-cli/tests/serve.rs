@@ -333,6 +333,13 @@ fn more_work_than_kv_blocks_preempts_and_a_disconnect_frees_blocks() {
     }
     assert!(metric(p, "compress_num_preemptions_total") > 0.0);
     wait_idle(p);
+    // Chat without max_tokens: up to what the 192-token cache holds, not the 512 context.
+    let r = post(
+        p,
+        "/v1/chat/completions",
+        &j!({"messages": [{"role": "user", "content": "Hi"}], "temperature": 0, "ignore_eos": true}),
+    );
+    assert_eq!(r["usage"]["total_tokens"], 192, "{r}");
 
     // A streaming client that goes away: its request is aborted and its blocks freed.
     use std::io::{Read, Write};

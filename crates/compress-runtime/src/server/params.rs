@@ -215,7 +215,8 @@ pub fn plan(state: &AppState, c: &Common, logprobs: Option<usize>) -> Result<Pla
 
 impl Plan {
     /// The engine request for `prompt` (checked against the vocabulary and context);
-    /// `max_tokens` is capped at the context left after the prompt.
+    /// `max_tokens` is capped at the context left after the prompt (and defaults to what the
+    /// KV cache can hold).
     pub fn request_for(&self, state: &AppState, prompt: Vec<u32>) -> Result<Request, ApiError> {
         let cfg = &state.model.config;
         if prompt.is_empty() {
@@ -235,9 +236,12 @@ impl Plan {
             )));
         }
         let room = ctx - prompt.len();
+        // Without max_tokens: up to the context, or what the KV cache can hold.
+        let cache = state.engine.snapshot().blocks_total * crate::kv::BLOCK_SIZE;
+        let default = room.min(cache.saturating_sub(prompt.len()).max(1));
         Ok(Request {
             prompt,
-            max_tokens: self.max_tokens.unwrap_or(room).min(room),
+            max_tokens: self.max_tokens.unwrap_or(default).min(room),
             ..self.request.clone()
         })
     }
