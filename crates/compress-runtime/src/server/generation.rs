@@ -290,6 +290,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn incremental_text_equals_decoding_the_whole_sequence() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/models/demo/tokenizer.json"
+        );
+        let tok = Tokenizer::from_file(path).unwrap();
+        // Text with multi-byte characters (split across byte-level tokens) and spaces.
+        let text = "Ahab’s whale — “naïve” café, 東京 and 🐋 again.  Done";
+        let ids = tok.encode(text, false).unwrap().get_ids().to_vec();
+        let mut rng = 12345u64;
+        for round in 0..20 {
+            // The encoded text, and then random token sequences (any ids, eos included).
+            let seq: Vec<u32> = match round {
+                0 => ids.clone(),
+                _ => (0..40)
+                    .map(|_| {
+                        rng = rng
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((rng >> 33) % 4096) as u32
+                    })
+                    .collect(),
+            };
+            let mut d = Detokenizer::default();
+            let mut out = String::new();
+            for i in 1..=seq.len() {
+                let delta = d.step(&tok, &seq[..i]);
+                assert!(!delta.contains('\u{FFFD}') || round > 0, "{delta:?}");
+                out += &delta;
+            }
+            out += &d.flush(&tok, &seq);
+            assert_eq!(out, tok.decode(&seq, true).unwrap(), "round {round}");
+        }
+    }
+
+    #[test]
     fn safe_end_keeps_whole_characters() {
         assert_eq!(safe_end("abcé", 1), 3);
         assert_eq!(safe_end("abc", 0), 3);
