@@ -21,7 +21,7 @@ per=${5:-2}
 out=target/bench-serve
 mkdir -p "$out"
 models=$(bash bench/prepare_1b_q4.sh | tail -n 1)
-bin=$(bash bench/build_llama_server.sh | tail -n 1)
+bin=$(bash tests/interop/build_llama_cpp.sh server | tail -n 1)
 port_c=18431
 port_l=18432
 load() { # URL NAME CLIENTS REQUESTS

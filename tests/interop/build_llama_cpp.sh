@@ -4,6 +4,8 @@
 # llama-cpp-python sdist, into target/llama.cpp/ (ignored by git, so a second run reuses the build).
 # Needs: cmake and ninja (PyPI wheels, installed into .venv if missing), gcc/g++.
 # Usage: bash tests/interop/build_llama_cpp.sh     prints the bin dir on its last line.
+#        bash tests/interop/build_llama_cpp.sh server    builds llama-server instead (for
+#        bench/serve_vs_llama_server.sh), in its own build dir so the CI build keeps its settings.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 version=0.3.36
@@ -13,6 +15,12 @@ work="$root/target/llama.cpp"
 src="$work/llama_cpp_python-$version/vendor/llama.cpp"
 build="$work/build-$version"
 targets=(llama-perplexity llama-quantize llama-simple llama-tokenize llama-bench llama-batched-bench)
+server=OFF
+if [ "${1:-}" = server ]; then
+    build="$work/build-server-$version"
+    targets=(llama-server)
+    server=ON
+fi
 
 mkdir -p "$work"
 if [ ! -d "$src" ]; then
@@ -35,12 +43,12 @@ no_amx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
     -DCMAKE_C_FLAGS="$no_amx" -DCMAKE_CXX_FLAGS="$no_amx" \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=ON > "$build.configure.log" 2>&1
+    -DLLAMA_BUILD_SERVER=$server -DGGML_OPENMP=ON > "$build.configure.log" 2>&1
 cmake --build "$build" --target "${targets[@]}" -j "$(nproc)" > "$build.build.log"
 # Our logits dumper (tests/interop/llama_logits.cpp), linked against the static libraries.
 logits_src="$root/tests/interop/llama_logits.cpp"
-if [ ! -x "$build/bin/llama-logits" ] || [ "$logits_src" -nt "$build/bin/llama-logits" ] \
-    || [ "$build/src/libllama.a" -nt "$build/bin/llama-logits" ]; then
+if [ "$server" = OFF ] && { [ ! -x "$build/bin/llama-logits" ] || [ "$logits_src" -nt "$build/bin/llama-logits" ] \
+    || [ "$build/src/libllama.a" -nt "$build/bin/llama-logits" ]; }; then
     g++ -O2 -std=c++17 -fopenmp -I"$src/include" -I"$src/ggml/include" "$logits_src" \
         -Wl,--start-group "$build/src/libllama.a" "$build/ggml/src/libggml.a" \
         "$build/ggml/src/libggml-cpu.a" "$build/ggml/src/libggml-base.a" -Wl,--end-group \
