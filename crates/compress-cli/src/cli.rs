@@ -7,9 +7,11 @@ use clap::{Args, Parser, Subcommand};
 
 mod distill;
 mod moe;
+mod run;
 mod serve;
 pub use distill::{DistillArgs, FeatureLoss};
 pub use moe::{MoeArgs, MoeRouting, MoeSplit};
+pub use run::RunArgs;
 pub use serve::ServeArgs;
 
 /// compress: make Llama-family LLMs smaller and faster, and run them.
@@ -73,6 +75,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Measure the runtime: prompt/decode tokens/s, time to first token, KV use per concurrency.
     Bench(BenchArgs),
+    /// Run a recipe: stages in order, resumable, with a report and threshold checks.
+    Run(RunArgs),
 }
 
 /// Which implementation runs a model.

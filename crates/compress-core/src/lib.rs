@@ -6,11 +6,13 @@
 
 pub mod data;
 pub mod device;
+pub mod digest;
 pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod model;
 pub mod outdir;
+pub mod recipe;
 pub mod stages;
 pub mod tensor_util;
 pub mod tokenizer;

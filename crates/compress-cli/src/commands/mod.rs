@@ -10,6 +10,7 @@ mod inspect;
 mod moe;
 mod prune;
 mod quantize;
+mod run;
 mod serve;
 mod train;
 mod train_tokenizer;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::TrainTokenizer(a) => train_tokenizer::run(a),
         Command::Export(a) => export::run(a, &cli.common),
         Command::Bench(a) => bench::run(a, &cli.common),
+        Command::Run(a) => run::run(a, &cli.common),
     }
 }
 

@@ -131,12 +131,7 @@ pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
 
 /// A stable parameter id from the HF tensor name (FNV-1a).
 pub fn param_id(name: &str) -> ParamId {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        hash ^= b as u64;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    ParamId::from(hash)
+    ParamId::from(crate::digest::Fnv64::new().bytes(name.as_bytes()).finish())
 }
 
 /// Transposes a row-major `[rows, cols]` matrix (in 32 × 32 tiles, so both sides stay in cache).

@@ -57,19 +57,15 @@ pub struct TopKCache {
 
 /// FNV-1a over the windows' tokens (and their count), identifying the data a cache was built on.
 pub fn windows_digest(windows: &[Vec<u32>]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |x: u64| {
-        for b in x.to_le_bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    eat(windows.len() as u64);
+    let mut h = crate::digest::Fnv64::new();
+    h.u64(windows.len() as u64);
     for w in windows {
-        eat(w.len() as u64);
-        w.iter().for_each(|&t| eat(u64::from(t)));
+        h.u64(w.len() as u64);
+        w.iter().for_each(|&t| {
+            h.u64(u64::from(t));
+        });
     }
-    h
+    h.finish()
 }
 
 impl TopKCache {

@@ -1,0 +1,137 @@
+//! A report row per model of a run: size and parameters from the dir, ppl/KL/top-1 against the
+//! original with the same evaluation as `compress eval --reference` (core's `evaluate` on the
+//! same windows), and decode tokens/s with the same measurement as `compress bench` (the
+//! runtime's `run_bench`, one sequence).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use compress_core::data::{chunk, load_documents};
+use compress_core::eval::evaluate;
+use compress_core::model::LlamaConfig;
+use compress_core::recipe::{Recipe, Row};
+use compress_core::tokenizer::Tokenizer;
+use compress_format::hf_config::HfConfig;
+use compress_runtime::bench::{run_bench, BenchOptions};
+use compress_runtime::{EngineConfig, Model};
+
+use crate::cli::Common;
+
+/// Bytes of the `.safetensors` files in `dir`.
+fn weight_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        if e.file_name().to_string_lossy().ends_with(".safetensors") {
+            total += e.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+/// Parameters, active parameters (MoE: only `top_k` of `num_experts` experts run per token)
+/// and the sparsity the dir's `quantization_config.sparsity_config` declares.
+fn shape_of(dir: &Path) -> Result<(usize, usize, f64)> {
+    let hf = HfConfig::from_file(&dir.join("config.json"))?;
+    let cfg = LlamaConfig::from_hf(&hf);
+    let params = cfg.num_parameters();
+    let active = match cfg.moe {
+        Some(m) => {
+            let idle: usize = (0..cfg.stored_layers())
+                .map(|l| {
+                    let ffn = 3 * cfg.hidden_size * cfg.layer(l).intermediate_size;
+                    ffn * (m.num_experts - m.top_k) / m.num_experts
+                })
+                .sum();
+            params - idle
+        }
+        None => params,
+    };
+    // compressed-tensors keeps it inside quantization_config.
+    let sparsity = hf
+        .raw
+        .get("quantization_config")
+        .and_then(|q| q.get("sparsity_config"))
+        .and_then(|s| s.get("global_sparsity"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
+    Ok((params, active, sparsity))
+}
+
+/// Decode tokens/s of one sequence after a 16-token prompt.
+fn decode_speed(dir: &Path, gen_len: usize) -> Result<f64> {
+    let model = Arc::new(Model::load(dir).with_context(|| format!("loading {}", dir.display()))?);
+    let opts = BenchOptions {
+        prompt_len: 16,
+        gen_len,
+        concurrency: vec![1],
+        engine: EngineConfig::with_blocks(1),
+        kv_blocks: None,
+        seed: 0,
+    };
+    let rows = run_bench(model, &opts, |_| {})?;
+    Ok(rows.first().map_or(0.0, |r| r.decode_tokens_per_s))
+}
+
+/// The rows of a finished run: the original, then each stage (`timings`: seconds and whether
+/// it was resumed, per stage).
+pub fn rows(recipe: &Recipe, timings: &[(f64, bool)], common: &Common) -> Result<Vec<Row>> {
+    let device = super::super::device(common)?;
+    let original = super::super::load(&recipe.model, &device)?;
+    let cfg = &original.model.config;
+    let tokenizer = Tokenizer::from_model_dir(&recipe.model)?;
+    let eval = recipe
+        .data
+        .eval
+        .as_ref()
+        .expect("checked when the recipe was read");
+    let docs = load_documents(eval, tokenizer.as_ref(), cfg.vocab_size)?;
+    let seq_len = recipe.eval.seq_len.min(cfg.max_position_embeddings);
+    let mut seqs = chunk(&docs, seq_len, 2);
+    seqs.truncate(recipe.eval.max_seqs);
+    let mut dirs = vec![(
+        "original".to_string(),
+        "model".to_string(),
+        recipe.model.clone(),
+    )];
+    for (i, s) in recipe.stages.iter().enumerate() {
+        dirs.push((s.name.clone(), s.kind.clone(), recipe.stage_dir(i)));
+    }
+    let mut rows = Vec::with_capacity(dirs.len());
+    for (i, (name, kind, dir)) in dirs.into_iter().enumerate() {
+        let report = match i {
+            0 => evaluate(&original.model, Some(&original.model), &seqs, 4, 0, None)?,
+            _ => {
+                let m = super::super::load(&dir, &device)?;
+                evaluate(&m.model, Some(&original.model), &seqs, 4, 0, None)?
+            }
+        };
+        let size_bytes = weight_bytes(&dir)?;
+        let (parameters, active_parameters, sparsity) = shape_of(&dir)?;
+        let (stage_seconds, resumed) = match i {
+            0 => (0.0, false),
+            _ => timings[i - 1],
+        };
+        let decode = match recipe.eval.speed {
+            true => Some(decode_speed(&dir, recipe.eval.gen_len)?),
+            false => None,
+        };
+        rows.push(Row {
+            name,
+            kind,
+            size_bytes,
+            parameters,
+            active_parameters,
+            bits_per_param: size_bytes as f64 * 8.0 / parameters.max(1) as f64,
+            sparsity,
+            ppl: report.ppl,
+            kld: report.kld.unwrap_or(0.0),
+            top1_agree: report.top1_agree.unwrap_or(1.0),
+            decode_tokens_per_s: decode,
+            stage_seconds,
+            resumed,
+        });
+    }
+    Ok(rows)
+}
