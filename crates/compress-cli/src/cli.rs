@@ -77,6 +77,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Run a recipe: stages in order, resumable, with a report and threshold checks.
     Run(RunArgs),
+    /// Print this CLI's reference as Markdown (docs/cli.md is its output).
+    #[command(hide = true)]
+    HelpMarkdown,
 }
 
 /// Which implementation runs a model.

@@ -247,3 +247,16 @@ fn qat_beats_rtn_on_the_demo_model() {
         "QAT KL {kl_qat} should be well below RTN KL {kl_rtn}"
     );
 }
+
+/// docs/cli.md is `compress help-markdown`'s output: regenerate it with
+/// `cargo run -q -p compress-cli -- help-markdown > docs/cli.md` after changing a flag.
+#[test]
+fn the_cli_reference_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+    let committed = std::fs::read_to_string(&path).unwrap();
+    let generated = common::compress(&["help-markdown"]);
+    assert!(
+        committed == generated,
+        "docs/cli.md is stale: run `cargo run -q -p compress-cli -- help-markdown > docs/cli.md`"
+    );
+}

@@ -8,7 +8,7 @@
 //! * [`forward`] and [`attention`]: one batched pass over chunks of many sequences;
 //! * [`sampling`]: greedy and top-p sampling;
 //! * [`engine`]: continuous batching (scheduler, preemption, streaming, abort);
-//! * [`bench`]: throughput, latency and KV use at several concurrencies, and read bandwidth.
+//! * [`mod@bench`]: throughput, latency and KV use at several concurrencies, and read bandwidth.
 
 pub mod attention;
 pub mod bench;

@@ -49,6 +49,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => export::run(a, &cli.common),
         Command::Bench(a) => bench::run(a, &cli.common),
         Command::Run(a) => run::run(a, &cli.common),
+        Command::HelpMarkdown => {
+            let opts = clap_markdown::MarkdownOptions::new()
+                .title("compress: command-line reference".into())
+                .show_footer(false);
+            print!("{}", clap_markdown::help_markdown_custom::<Cli>(&opts));
+            Ok(())
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Recipes: declarative multi-stage pipelines (`compress run RECIPE.toml`).
 //!
-//! [`format`] reads and checks the TOML file, [`state`] keeps what a run has done and the keys
+//! [`mod@format`] reads and checks the TOML file, [`state`] keeps what a run has done and the keys
 //! that let `--resume` skip unchanged stages, [`report`] renders the measured rows and the
 //! threshold checks. Running the stages and measuring the rows is the caller's part (the CLI
 //! runs each stage as its own command, so a recipe stage does exactly what the command does).

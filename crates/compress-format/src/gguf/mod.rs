@@ -35,7 +35,7 @@
 //! # Modules
 //!
 //! * [`value`]: metadata values; [`blocks`]: Q8_0/Q4_0 block codecs;
-//! * [`write`]: streaming, atomic writer; [`read`]: memory-mapped reader;
+//! * [`mod@write`]: streaming, atomic writer; [`read`]: memory-mapped reader;
 //! * [`vocab`]: `tokenizer.json` → `tokenizer.ggml.*`; [`export`]: an HF Llama-family
 //!   directory (float or pack-quantized) → a llama.cpp-loadable file (tensor names, shapes and
 //!   the q/k permutation in `tensor_map`).

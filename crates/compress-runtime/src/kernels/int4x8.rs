@@ -31,7 +31,7 @@ pub struct Int4x8 {
     pub cols: usize,
     /// Columns per scale (a multiple of 32).
     pub group_size: usize,
-    /// `rows / 8 · cols / 32` blocks of [`BLOCK_BYTES`].
+    /// `rows / 8 · cols / 32` blocks of `BLOCK_BYTES` bytes.
     pub codes: Vec<u8>,
     /// `[rows / 8, groups, 8]` scales.
     pub scales: Scales,

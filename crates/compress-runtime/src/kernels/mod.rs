@@ -12,7 +12,7 @@
 //! `F32` multiplies the exact dequantized weights by f32 activations (agrees with the burn
 //! model to float rounding); `Q8` first quantizes each row of activations to 8 bits in blocks
 //! of 32 (`d = max|x| / 127`, `q = round(x / d)`, as ggml's Q8_0) and runs integer dot
-//! products, which is what makes int4 decode fast. [`reference`] holds the scalar definition
+//! products, which is what makes int4 decode fast. [`mod@reference`] holds the scalar definition
 //! of every kernel; the fast paths must agree with it to float rounding.
 
 #[cfg(target_arch = "x86_64")]
