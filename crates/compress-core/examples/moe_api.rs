@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if ((all - dense_ppl) / dense_ppl).abs() > 1e-3 {
         return Err(format!("all experts give ppl {all}, the dense model {dense_ppl}").into());
     }
-    if !(trained < random) {
+    if trained.partial_cmp(&random) != Some(std::cmp::Ordering::Less) {
         return Err(
             format!("trained routers ({trained}) do not beat random ones ({random})").into(),
         );

@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         kld.push(k);
     }
-    if !(kld[1] < kld[0]) {
+    if kld[1].partial_cmp(&kld[0]) != Some(std::cmp::Ordering::Less) {
         return Err(format!("GPTQ's KL {} is not below RTN's {}", kld[1], kld[0]).into());
     }
     Ok(())
