@@ -170,8 +170,9 @@ fn bad_recipes_fail_before_any_work() {
         ("", "[[stages]]\nstage = \"shrink\"\n", "stage = \"shrink\": unknown"),
         ("", "[[stages]]\nstage = \"quantize\"\ninput = \"later\"\nbits = 4\n[[stages]]\nstage = \"prune\"\nname = \"later\"\nsparsity = 0.5\n", "input = \"later\": no earlier stage"),
         ("", "[[stages]]\nstage = \"quantize\"\nout = \"x\"\nbits = 4\n", "out: set by the recipe runner"),
-        ("colour = 1\n", "[[stages]]\nstage = \"quantize\"\nbits = 4\n", "unknown field `colour`"),
-        ("", "[thresholds]\nmax_kl = 1\n[[stages]]\nstage = \"quantize\"\nbits = 4\n", "unknown field `max_kl`"),
+        ("colour = 1\n", "[[stages]]\nstage = \"quantize\"\nbits = 4\n", "line 3: colour: unknown field `colour`"),
+        ("", "[thresholds]\nmax_kld = \"low\"\n[[stages]]\nstage = \"quantize\"\nbits = 4\n", "in [thresholds]: invalid type"),
+        ("", "[thresholds]\nmax_kl = 1\n[[stages]]\nstage = \"quantize\"\nbits = 4\n", "thresholds.max_kl: unknown field `max_kl`"),
         ("", "", "no [[stages]]"),
     ];
     for (extra, stages, needle) in cases {

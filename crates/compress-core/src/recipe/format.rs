@@ -181,7 +181,8 @@ impl Recipe {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let raw: RawRecipe = toml::from_str(&text).map_err(|e| invalid(path, e))?;
+        let raw: RawRecipe =
+            toml::from_str(&text).map_err(|e| invalid(path, toml_error(&text, &e)))?;
         let name = raw.name.unwrap_or_else(|| {
             path.file_stem()
                 .map_or("recipe".into(), |s| s.to_string_lossy().into_owned())
@@ -331,6 +332,31 @@ impl Recipe {
             None => self.model.clone(),
         }
     }
+}
+
+/// A TOML error as one line: `line N: section.key: message` for an unknown key, `line N: in
+/// [section]: message` otherwise (the section is the nearest table header above the error).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    let Some(span) = e.span() else {
+        return message.to_string();
+    };
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let section = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let key = text.get(span).unwrap_or("").trim();
+    let at = match (message.starts_with("unknown field"), section) {
+        (true, Some(s)) => format!("{s}.{key}: "),
+        (true, None) => format!("{key}: "),
+        (false, Some(s)) => format!("in [{s}]: "),
+        (false, None) => String::new(),
+    };
+    format!("line {line}: {at}{message}")
 }
 
 /// `p` with `.` and `dir/..` removed lexically (`recipes/../target` → `target`).
