@@ -174,6 +174,9 @@ fn bad_recipes_fail_before_any_work() {
         ("", "[thresholds]\nmax_kld = \"low\"\n[[stages]]\nstage = \"quantize\"\nbits = 4\n", "in [thresholds]: invalid type"),
         ("", "[thresholds]\nmax_kl = 1\n[[stages]]\nstage = \"quantize\"\nbits = 4\n", "thresholds.max_kl: unknown field `max_kl`"),
         ("", "", "no [[stages]]"),
+        // Values the commands refuse, caught before the first stage runs.
+        ("", "[[stages]]\nstage = \"prune\"\nsparsity = 0.5\n[[stages]]\nstage = \"quantize\"\nbits = 9\n", "stages[1] (quantize \"quantize\"): --bits 9: must be between 2 and 8"),
+        ("", "[[stages]]\nstage = \"prune\"\nsparsity = 1.5\n", "stages[0] (prune \"prune\"): --sparsity"),
     ];
     for (extra, stages, needle) in cases {
         let r = recipe(&d, extra, stages);

@@ -59,6 +59,16 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The checks of a stage command that need no file (its flags' values), for `compress run` to
+/// make on every stage before the first one starts.
+fn check(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Quantize(a) => quantize::check(a).map(drop),
+        Command::Prune(a) => prune::config(a, cli.common.seed).map(drop),
+        _ => Ok(()),
+    }
+}
+
 /// The device named by `--device`.
 fn device(common: &Common) -> Result<Device> {
     Ok(compress_core::parse_device(&common.device)?)

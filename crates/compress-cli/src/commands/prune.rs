@@ -30,7 +30,9 @@ struct Summary<'a> {
     seconds: f64,
 }
 
-fn config(a: &PruneArgs, seed: u64) -> Result<PruneConfig> {
+/// The pruning settings of `a`, checked (no file is read; `compress run` checks every prune
+/// stage with it before any stage starts).
+pub(super) fn config(a: &PruneArgs, seed: u64) -> Result<PruneConfig> {
     let pattern = Pattern::parse(&a.pattern)?;
     let sparsity = match (a.sparsity, pattern) {
         (Some(s), _) => s,

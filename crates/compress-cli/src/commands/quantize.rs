@@ -35,15 +35,15 @@ struct Summary<'a> {
     seconds: f64,
 }
 
-pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
-    let started = std::time::Instant::now();
+/// The flag checks that need no file: bits, group size, method and its options. Also run by
+/// `compress run` on every quantize stage before any stage starts.
+pub(super) fn check(a: &QuantizeArgs) -> Result<(WeightQuant, Method)> {
     if !(2..=8).contains(&a.bits) {
         anyhow::bail!("--bits {}: must be between 2 and 8", a.bits);
     }
     if a.group_size == Some(0) {
         anyhow::bail!("--group-size 0: must be > 0");
     }
-    check_output_dir(&a.out, &[&a.model], a.overwrite)?;
     let weights = if a.per_tensor {
         WeightQuant::tensor(a.bits, a.symmetric)
     } else if a.per_channel {
@@ -51,7 +51,7 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
     } else {
         WeightQuant::group(a.bits, a.symmetric, a.group_size.unwrap_or(128))
     };
-    qat::check_args(&a)?;
+    qat::check_args(a)?;
     let method = match a.method {
         QuantMethod::Rtn | QuantMethod::Qat => Method::Rtn,
         QuantMethod::Mse => Method::Mse(MseConfig::for_bits(a.bits)),
@@ -74,6 +74,13 @@ pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
             method.name()
         );
     }
+    Ok((weights, method))
+}
+
+pub fn run(a: QuantizeArgs, common: &Common) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (weights, method) = check(&a)?;
+    check_output_dir(&a.out, &[&a.model], a.overwrite)?;
     let device = super::device(common)?;
     let ck = open_checkpoint(&a.model)
         .with_context(|| format!("loading model {}", a.model.display()))?;

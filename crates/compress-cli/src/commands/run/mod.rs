@@ -152,7 +152,19 @@ pub fn run(a: RunArgs, common: &Common) -> Result<()> {
     let out = recipe.out.clone();
     // Check every stage before doing anything.
     let stages: Vec<Cli> = (0..recipe.stages.len())
-        .map(|i| parse_stage(&recipe, i, common, &recipe.stage_dir(i)))
+        .map(|i| {
+            let cli = parse_stage(&recipe, i, common, &recipe.stage_dir(i))?;
+            let s = &recipe.stages[i];
+            super::check(&cli).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: stages[{i}] ({} \"{}\"): {e}",
+                    recipe.path.display(),
+                    s.kind,
+                    s.name
+                )
+            })?;
+            Ok(cli)
+        })
         .collect::<Result<_>>()?;
     let keys = stage_keys(&recipe)?;
     if a.check {
