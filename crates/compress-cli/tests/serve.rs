@@ -98,6 +98,11 @@ fn bad_requests_get_openai_errors_and_the_key_is_enforced() {
         Some("sekret"),
     );
     assert_eq!(st, 200, "{body}");
+    // Over the 1 MiB body limit: a 413 in the same error shape.
+    let huge = format!(r#"{{"prompt":"{}"}}"#, "x".repeat(1_100_000));
+    let (st, body) = http(p, "POST", "/v1/completions", &huge, Some("sekret"));
+    assert_eq!(st, 413);
+    assert_eq!(json(&body)["error"]["code"], "request_too_large");
 }
 
 /// Greedy text of `prompt` through the server, with `extra` fields.

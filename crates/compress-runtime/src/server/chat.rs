@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::completions::encode;
-use super::error::ApiError;
+use super::error::{read_body, ApiError};
 use super::params::{parse, plan};
 use super::respond::{respond, Endpoint};
 use super::template::Message;
@@ -127,8 +128,12 @@ pub fn chat_prompt(
 }
 
 /// `POST /v1/chat/completions`.
-pub async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let run = async {
+        let body = read_body(body)?;
         let (req, mut common) = parse::<ChatBody>(&body, OWN_FIELDS)?;
         if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(ApiError::bad("tools: not supported"));

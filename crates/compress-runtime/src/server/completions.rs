@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::error::ApiError;
+use super::error::{read_body, ApiError};
 use super::params::{parse, plan};
 use super::respond::{respond, Endpoint};
 use super::AppState;
@@ -75,8 +76,12 @@ fn prompts(state: &AppState, p: Prompt) -> Result<Vec<Vec<u32>>, ApiError> {
 }
 
 /// `POST /v1/completions`.
-pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let run = async {
+        let body = read_body(body)?;
         let (req, common) = parse::<CompletionBody>(&body, OWN_FIELDS)?;
         if req.echo == Some(true) {
             return Err(ApiError::bad("echo: not supported"));

@@ -34,6 +34,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The request body, or the error for one that could not be read (too large: 413), in the
+/// OpenAI error shape rather than axum's plain-text rejection.
+pub fn read_body(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|e| ApiError {
+        status: e.status(),
+        code: match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+            _ => "invalid_request",
+        },
+        message: format!("request body: {}", e.body_text()),
+    })
+}
+
 /// The response for an error with `status`, `code` and `message`.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let kind = match status {

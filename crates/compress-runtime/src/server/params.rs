@@ -176,6 +176,11 @@ pub fn plan(state: &AppState, c: &Common, logprobs: Option<usize>) -> Result<Pla
         Some(Stop::One(s)) => vec![s.clone()],
         Some(Stop::Many(v)) => v.clone(),
     };
+    if !stops.is_empty() && state.tokenizer.is_none() {
+        return Err(ApiError::bad(
+            "stop: the model has no tokenizer.json, so there is no text to match",
+        ));
+    }
     if stops.len() > MAX_STOPS || stops.iter().any(String::is_empty) {
         return Err(ApiError::bad(format!(
             "stop: at most {MAX_STOPS} non-empty strings"

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,7 +13,7 @@ use serde_json::json;
 
 use super::chat::{chat_prompt, ChatMessage};
 use super::completions::encode;
-use super::error::ApiError;
+use super::error::{read_body, ApiError};
 use super::AppState;
 
 /// `/tokenize` body: a prompt or messages.
@@ -55,8 +56,12 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// `POST /tokenize`.
-pub async fn tokenize(State(state): State<Arc<AppState>>, bytes: Bytes) -> Response {
+pub async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
     let run = || -> Result<Vec<u32>, ApiError> {
+        let bytes = read_body(bytes)?;
         let b: TokenizeBody = body(&bytes)?;
         check_model(&state, &b.model)?;
         match (b.prompt, b.messages) {
@@ -74,8 +79,12 @@ pub async fn tokenize(State(state): State<Arc<AppState>>, bytes: Bytes) -> Respo
 }
 
 /// `POST /detokenize`.
-pub async fn detokenize(State(state): State<Arc<AppState>>, bytes: Bytes) -> Response {
+pub async fn detokenize(
+    State(state): State<Arc<AppState>>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
     let run = || -> Result<String, ApiError> {
+        let bytes = read_body(bytes)?;
         let b: DetokenizeBody = body(&bytes)?;
         check_model(&state, &b.model)?;
         let vocab = state.model.config.vocab_size;
