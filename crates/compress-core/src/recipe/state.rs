@@ -137,8 +137,8 @@ pub fn stage_keys(recipe: &Recipe) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    /// A recipe over a fake model dir in a temp dir, with the given stage settings.
-    fn setup(tag: &str, stages: &str) -> (PathBuf, Recipe) {
+    /// A fake model dir and data files in a temp dir.
+    fn setup(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("compress-state-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("m")).unwrap();
@@ -146,44 +146,50 @@ mod tests {
         std::fs::write(dir.join("m/model.safetensors"), "weights").unwrap();
         std::fs::write(dir.join("train.txt"), "some text").unwrap();
         std::fs::write(dir.join("valid.txt"), "more text").unwrap();
+        dir
+    }
+
+    /// The recipe in `dir` with `stages`.
+    fn recipe(dir: &Path, stages: &str) -> Recipe {
         let text =
             format!("model = \"m\"\n[data]\ntrain = \"train.txt\"\neval = \"valid.txt\"\n{stages}");
         std::fs::write(dir.join("r.toml"), text).unwrap();
-        let r = Recipe::from_file(&dir.join("r.toml")).unwrap();
-        (dir, r)
+        Recipe::from_file(&dir.join("r.toml")).unwrap()
     }
 
     const TWO: &str = "[[stages]]\nstage = \"prune\"\nsparsity = 0.5\n[[stages]]\nstage = \"quantize\"\nbits = 4\n";
 
     #[test]
     fn keys_follow_settings_inputs_and_data() {
-        let (dir, r) = setup("keys", TWO);
-        let base = stage_keys(&r).unwrap();
-        assert_eq!(base, stage_keys(&r).unwrap(), "keys are stable");
+        let dir = setup("keys");
+        let base = stage_keys(&recipe(&dir, TWO)).unwrap();
+        assert_eq!(
+            base,
+            stage_keys(&recipe(&dir, TWO)).unwrap(),
+            "keys are stable"
+        );
         assert_ne!(base[0], base[1]);
         // A changed second stage changes only its own key.
-        let (_, r2) = setup("keys2", &TWO.replace("bits = 4", "bits = 3"));
-        let k2 = stage_keys(&r2).unwrap();
+        let k2 = stage_keys(&recipe(&dir, &TWO.replace("bits = 4", "bits = 3"))).unwrap();
         assert_eq!(k2[0], base[0]);
         assert_ne!(k2[1], base[1]);
         // A changed first stage changes both (the second's input changed).
-        let (_, r3) = setup("keys3", &TWO.replace("sparsity = 0.5", "sparsity = 0.6"));
-        let k3 = stage_keys(&r3).unwrap();
+        let k3 = stage_keys(&recipe(
+            &dir,
+            &TWO.replace("sparsity = 0.5", "sparsity = 0.6"),
+        ))
+        .unwrap();
         assert!(k3[0] != base[0] && k3[1] != base[1]);
         // New training text changes every key.
         std::fs::write(dir.join("train.txt"), "other text").unwrap();
-        let k4 = stage_keys(&r).unwrap();
+        let k4 = stage_keys(&recipe(&dir, TWO)).unwrap();
         assert!(k4[0] != base[0] && k4[1] != base[1]);
-        for d in ["keys", "keys2", "keys3"] {
-            let _ = std::fs::remove_dir_all(
-                std::env::temp_dir().join(format!("compress-state-{d}-{}", std::process::id())),
-            );
-        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn the_state_round_trips_and_records_replace() {
-        let (dir, _) = setup("state", TWO);
+        let dir = setup("state");
         let mut s = RunState::load(&dir).unwrap();
         assert_eq!(s, RunState::default());
         for (key, seconds) in [("a", 1.0), ("b", 2.0)] {
