@@ -186,6 +186,7 @@ impl Generation {
                     .observe_ttft(self.started.elapsed().as_secs_f64());
             }
             let mut finish = reason;
+            let mut matched = false;
             let sample = &mut self.samples[choice];
             if let Some(t) = token {
                 sample.tokens.push(t);
@@ -200,11 +201,14 @@ impl Generation {
                     if self.find_stop(choice, scan_from) {
                         self.tickets[prompt].stop_sample(index);
                         finish = Some(FinishReason::Stop);
+                        matched = true;
                     }
                 }
             }
             let sample = &mut self.samples[choice];
-            if let (Some(_), Some(tok)) = (&finish, &self.tokenizer) {
+            // The engine ended the sample: decode what is left (a stop-string match already cut
+            // the text, and nothing after the match belongs to it).
+            if let (Some(_), Some(tok), false) = (&finish, &self.tokenizer, matched) {
                 let scan_from = sample.text.len();
                 let rest = sample.detok.flush(tok, &sample.tokens);
                 if !rest.is_empty() {
