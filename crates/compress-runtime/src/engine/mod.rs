@@ -24,6 +24,7 @@ use std::sync::Arc;
 pub use request::{Event, EventSink, FinishReason, Request, RequestId, TokenLogprobs};
 use sequence::Sequence;
 
+use crate::config::ModelConfig;
 use crate::error::{Result, RuntimeError};
 use crate::kernels::ActMode;
 use crate::kv::blocks::{BlockManager, SeqId};
@@ -207,49 +208,7 @@ impl Engine {
     }
 
     fn validate(&self, req: &Request) -> Result<()> {
-        let vocab = self.model.config.vocab_size;
-        let bad = |m: String| Err(RuntimeError::Invalid(m));
-        if req.prompt.is_empty() {
-            return bad("the prompt is empty".into());
-        }
-        if let Some(t) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
-            return bad(format!(
-                "prompt token id {t} is outside the vocabulary (size {vocab})"
-            ));
-        }
-        if req.max_tokens == 0 || req.n == 0 {
-            return bad(format!(
-                "max_tokens ({}) and n ({}) must be at least 1",
-                req.max_tokens, req.n
-            ));
-        }
-        if !(req.sampling.temperature >= 0.0
-            && req.sampling.top_p > 0.0
-            && req.sampling.top_p <= 1.0)
-        {
-            return bad(format!(
-                "temperature must be ≥ 0 and top_p in (0, 1] (got {} and {})",
-                req.sampling.temperature, req.sampling.top_p
-            ));
-        }
-        let ctx = self.model.config.max_position_embeddings;
-        if req.prompt.len() >= ctx {
-            return bad(format!(
-                "the prompt has {} tokens; the model's context is {ctx}",
-                req.prompt.len()
-            ));
-        }
-        let longest = (req.prompt.len() + req.max_tokens).min(ctx);
-        let need = longest.div_ceil(BLOCK_SIZE);
-        if need > self.cfg.num_blocks {
-            return bad(format!(
-                "prompt ({}) + max_tokens ({}) needs {need} KV blocks of {BLOCK_SIZE} tokens; the cache has {}",
-                req.prompt.len(),
-                req.max_tokens,
-                self.cfg.num_blocks
-            ));
-        }
-        Ok(())
+        check_request(&self.model.config, self.cfg.num_blocks, req)
     }
 
     fn new_seq_id(&mut self) -> SeqId {
@@ -339,3 +298,50 @@ impl Engine {
 }
 
 mod step;
+
+/// Checks `req` against a model of `config` and a cache of `num_blocks` blocks: a non-empty
+/// prompt inside the vocabulary and shorter than the context, `max_tokens` and `n` ≥ 1, sane
+/// sampling settings, and a longest sequence the cache can ever hold (so the scheduler always
+/// makes progress). The engine checks every request it is given; callers can check first.
+pub fn check_request(config: &ModelConfig, num_blocks: usize, req: &Request) -> Result<()> {
+    let vocab = config.vocab_size;
+    let bad = |m: String| Err(RuntimeError::Invalid(m));
+    if req.prompt.is_empty() {
+        return bad("the prompt is empty".into());
+    }
+    if let Some(t) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
+        return bad(format!(
+            "prompt token id {t} is outside the vocabulary (size {vocab})"
+        ));
+    }
+    if req.max_tokens == 0 || req.n == 0 {
+        return bad(format!(
+            "max_tokens ({}) and n ({}) must be at least 1",
+            req.max_tokens, req.n
+        ));
+    }
+    if !(req.sampling.temperature >= 0.0 && req.sampling.top_p > 0.0 && req.sampling.top_p <= 1.0) {
+        return bad(format!(
+            "temperature must be ≥ 0 and top_p in (0, 1] (got {} and {})",
+            req.sampling.temperature, req.sampling.top_p
+        ));
+    }
+    let ctx = config.max_position_embeddings;
+    if req.prompt.len() >= ctx {
+        return bad(format!(
+            "the prompt has {} tokens; the model's context is {ctx}",
+            req.prompt.len()
+        ));
+    }
+    let longest = (req.prompt.len() + req.max_tokens).min(ctx);
+    let need = longest.div_ceil(BLOCK_SIZE);
+    if need > num_blocks {
+        return bad(format!(
+            "prompt ({}) + max_tokens ({}) needs {need} KV blocks of {BLOCK_SIZE} tokens; the cache has {}",
+            req.prompt.len(),
+            req.max_tokens,
+            num_blocks
+        ));
+    }
+    Ok(())
+}

@@ -102,7 +102,8 @@ pub struct Generation {
     /// Prompt tokens of all prompts (each counted once, whatever `n`).
     pub prompt_tokens: usize,
     stops: Vec<String>,
-    holdback: usize,
+    /// Bytes of the longest stop string (0 without stops).
+    longest_stop: usize,
     stream: bool,
     tokenizer: Option<Arc<Tokenizer>>,
     metrics: Arc<Metrics>,
@@ -121,17 +122,13 @@ impl Generation {
         tokenizer: Option<Arc<Tokenizer>>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let holdback = match stream {
-            true => stops.iter().map(String::len).max().unwrap_or(1) - 1,
-            false => 0,
-        };
         Self {
             samples: vec![Sample::default(); tickets.len() * n],
             tickets,
             n,
             prompt_tokens,
+            longest_stop: stops.iter().map(String::len).max().unwrap_or(0),
             stops,
-            holdback,
             stream,
             tokenizer,
             metrics,
@@ -220,7 +217,8 @@ impl Generation {
             }
             let sample = &mut self.samples[choice];
             let end = match (&finish, self.stream) {
-                (None, true) => safe_end(&sample.text, self.holdback),
+                // Hold back what could still grow into a stop string.
+                (None, true) => safe_end(&sample.text, self.longest_stop.saturating_sub(1)),
                 _ => sample.text.len(),
             };
             let text = sample.text[sample.sent.min(end)..end].to_string();
@@ -243,7 +241,7 @@ impl Generation {
     /// the text is cut before it and true is returned.
     fn find_stop(&mut self, choice: usize, from: usize) -> bool {
         let text = &mut self.samples[choice].text;
-        let mut start = from.saturating_sub(self.stops.iter().map(String::len).max().unwrap_or(0));
+        let mut start = from.saturating_sub(self.longest_stop);
         while !text.is_char_boundary(start) {
             start -= 1;
         }

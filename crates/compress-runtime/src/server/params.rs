@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::engine::Request;
+use crate::engine::{check_request, Request};
 use crate::sampling::SamplingParams;
 
 /// Most samples per prompt (`n`).
@@ -124,20 +124,24 @@ pub fn parse<T: serde::de::DeserializeOwned>(
     Ok((own, common))
 }
 
+/// A 404 unless `model` is absent or the served model's name.
+pub fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {
+    match model {
+        Some(m) if *m != state.config.model_name => Err(ApiError {
+            status: axum::http::StatusCode::NOT_FOUND,
+            code: "model_not_found",
+            message: format!(
+                "model `{m}` is not served here (it serves `{}`)",
+                state.config.model_name
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Checks `c` against the served model; `logprobs` is the number of alternatives asked for.
 pub fn plan(state: &AppState, c: &Common, logprobs: Option<usize>) -> Result<Plan, ApiError> {
-    if let Some(m) = &c.model {
-        if *m != state.config.model_name {
-            return Err(ApiError {
-                status: axum::http::StatusCode::NOT_FOUND,
-                code: "model_not_found",
-                message: format!(
-                    "model `{m}` is not served here (it serves `{}`)",
-                    state.config.model_name
-                ),
-            });
-        }
-    }
+    check_model(state, &c.model)?;
     let max_tokens = match c.max_tokens {
         Some(m) if m <= 0 => {
             return Err(ApiError::bad(format!("max_tokens: must be > 0, got {m}")))
@@ -219,35 +223,23 @@ pub fn plan(state: &AppState, c: &Common, logprobs: Option<usize>) -> Result<Pla
 }
 
 impl Plan {
-    /// The engine request for `prompt` (checked against the vocabulary and context);
-    /// `max_tokens` is capped at the context left after the prompt (and defaults to what the
-    /// KV cache can hold).
+    /// The engine request for `prompt`, checked as the engine will check it (vocabulary,
+    /// context, KV cache); `max_tokens` is capped at the context left after the prompt (and
+    /// defaults to what the KV cache can hold).
     pub fn request_for(&self, state: &AppState, prompt: Vec<u32>) -> Result<Request, ApiError> {
-        let cfg = &state.model.config;
-        if prompt.is_empty() {
-            return Err(ApiError::bad("prompt: empty"));
-        }
-        if let Some(&t) = prompt.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(ApiError::bad(format!(
-                "prompt: token {t} is outside the vocabulary of {}",
-                cfg.vocab_size
-            )));
-        }
-        let ctx = cfg.max_position_embeddings;
-        if prompt.len() >= ctx {
-            return Err(ApiError::bad(format!(
-                "prompt: {} tokens, the model's context is {ctx}",
-                prompt.len()
-            )));
-        }
-        let room = ctx - prompt.len();
+        let ctx = state.model.config.max_position_embeddings;
+        let blocks = state.engine.snapshot().blocks_total;
+        let room = ctx.saturating_sub(prompt.len()).max(1);
         // Without max_tokens: up to the context, or what the KV cache can hold.
-        let cache = state.engine.snapshot().blocks_total * crate::kv::BLOCK_SIZE;
+        let cache = blocks * crate::kv::BLOCK_SIZE;
         let default = room.min(cache.saturating_sub(prompt.len()).max(1));
-        Ok(Request {
+        let req = Request {
             prompt,
             max_tokens: self.max_tokens.unwrap_or(default).min(room),
             ..self.request.clone()
-        })
+        };
+        check_request(&state.model.config, blocks, &req)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        Ok(req)
     }
 }

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::chat::{chat_prompt, ChatMessage};
 use super::completions::encode;
 use super::error::{read_body, ApiError};
+use super::params::check_model;
 use super::AppState;
 
 /// `/tokenize` body: a prompt or messages.
@@ -38,17 +39,6 @@ pub struct DetokenizeBody {
     pub model: Option<String>,
     /// Token ids.
     pub tokens: Vec<u32>,
-}
-
-fn check_model(state: &AppState, model: &Option<String>) -> Result<(), ApiError> {
-    match model {
-        Some(m) if *m != state.config.model_name => Err(ApiError {
-            status: axum::http::StatusCode::NOT_FOUND,
-            code: "model_not_found",
-            message: format!("model `{m}` is not served here"),
-        }),
-        _ => Ok(()),
-    }
 }
 
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
