@@ -27,12 +27,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let hf = HfConfig::from_file(&cfg_path)?;
     let files = ModelFiles::open_dir(&a.model)?;
     let cfg = LlamaConfig::from_hf(&hf);
-    let weight_bytes: u64 = std::fs::read_dir(&a.model)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let weight_bytes = super::weight_bytes(&a.model)?;
     let report = Report {
         path: a.model.display().to_string(),
         architecture: format!("{:?}", hf.architecture),

@@ -79,6 +79,18 @@ fn load(dir: &Path, device: &Device) -> Result<LoadedModel> {
     load_model(dir, device).with_context(|| format!("loading model {}", dir.display()))
 }
 
+/// Bytes of the `.safetensors` files in `dir` (a model's weights on disk).
+fn weight_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        if e.file_name().to_string_lossy().ends_with(".safetensors") {
+            total += e.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
 /// Parses `f32|f16|bf16`.
 fn parse_dtype(s: &str) -> Result<Dtype> {
     match s.to_ascii_lowercase().as_str() {

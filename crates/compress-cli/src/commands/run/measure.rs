@@ -18,18 +18,6 @@ use compress_runtime::{EngineConfig, Model};
 
 use crate::cli::Common;
 
-/// Bytes of the `.safetensors` files in `dir`.
-fn weight_bytes(dir: &Path) -> Result<u64> {
-    let mut total = 0;
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let e = e?;
-        if e.file_name().to_string_lossy().ends_with(".safetensors") {
-            total += e.metadata()?.len();
-        }
-    }
-    Ok(total)
-}
-
 /// Parameters, active parameters (MoE: only `top_k` of `num_experts` experts run per token)
 /// and the sparsity the dir's `quantization_config.sparsity_config` declares.
 fn shape_of(dir: &Path) -> Result<(usize, usize, f64)> {
@@ -107,7 +95,7 @@ pub fn rows(recipe: &Recipe, timings: &[(f64, bool)], common: &Common) -> Result
                 evaluate(&m.model, Some(&original.model), &seqs, 4, 0, None)?
             }
         };
-        let size_bytes = weight_bytes(&dir)?;
+        let size_bytes = super::super::weight_bytes(&dir)?;
         let (parameters, active_parameters, sparsity) = shape_of(&dir)?;
         let (stage_seconds, resumed) = match i {
             0 => (0.0, false),

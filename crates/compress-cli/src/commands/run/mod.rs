@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser};
-use compress_core::recipe::format::arg_value;
+use compress_core::recipe::format::{arg_value, RESERVED_KEYS};
 use compress_core::recipe::state::stage_keys;
 use compress_core::recipe::{Recipe, Report, RunState, StageRecord};
 
@@ -78,7 +78,7 @@ fn stage_args(r: &Recipe, i: usize, common: &Common, dir: &Path) -> Result<Vec<S
     for (k, v) in &s.settings {
         if !known.contains(k) {
             let mut names = known.clone();
-            names.retain(|n| !["model", "out", "overwrite", "json", "help"].contains(&n.as_str()));
+            names.retain(|n| n != "help" && !RESERVED_KEYS.contains(&n.as_str()));
             anyhow::bail!(
                 "{at}: unknown key `{k}` ({} takes: {})",
                 s.kind,
