@@ -4,7 +4,7 @@
 Usage (see README.md):
 
     cargo run -p compress-format --example write_packed_fixture -- OUT_DIR
-    /work/main/.venv/bin/python tests/interop/ct_decompress.py OUT_DIR
+    .venv/bin/python tests/interop/ct_decompress.py OUT_DIR
 
 Every `OUT_DIR/<name>/` holds `model.safetensors` (packed tensors of a few
 Linear layers), `quantization_config.json` and `expected.safetensors`

@@ -2,7 +2,7 @@
 //! z-loss (`1e-4 · mean(logsumexp(logits)²)`), which keeps the softmax normalizer near 1.
 //!
 //! ```text
-//! cargo run -p compress-core --example train_with_hook -- examples/models/demo examples/data/corpus/valid.txt /tmp/zloss-run
+//! cargo run -p compress-core --example train_with_hook -- examples/models/demo examples/data/corpus/valid.txt target/zloss-run
 //! ```
 
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run -p compress-format --example write_packed_fixture -- OUT_DIR
-//! /work/main/.venv/bin/python tests/interop/ct_decompress.py OUT_DIR
+//! .venv/bin/python tests/interop/ct_decompress.py OUT_DIR
 //! ```
 //!
 //! For every combination of bits, symmetry, strategy and scale dtype this

@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn matches_compressed_tensors_pack_to_int32() {
         // Expected words produced once with compressed-tensors 0.15.0.1 (the
-        // /work/main/.venv stack):
+        // repo .venv stack):
         //   pack_to_int32(torch.tensor([row_vector(b)], dtype=torch.int8), b).tolist()[0]
         let expected: [(u8, &[i8], [i32; 2]); 7] = [
             (
