@@ -44,22 +44,14 @@
 //! model without quantization has a `quantization_config` of format `dense`
 //! and no config groups, which [`read_compression`] tells apart.
 
+use super::consts::{CT_VERSION, DENSE_FORMAT, FORMAT_NAME, QUANT_METHOD, RAGGED_GROUPS_KEY};
 use super::json::{as_object, is_empty, missing, opt_str, present, required_str, string_list};
 use super::scheme::{parse_scheme, preset};
-use super::sparsity::{SparsityConfig, DENSE_FORMAT};
+use super::sparsity::SparsityConfig;
 use super::{QuantStrategy, WeightQuant};
 use crate::error::{FormatError, Result};
 use serde_json::{json, Value};
 use std::path::Path;
-
-/// `quant_method` of compressed-tensors checkpoints.
-pub const QUANT_METHOD: &str = "compressed-tensors";
-/// `format` of packed integer weights.
-pub const FORMAT_NAME: &str = "pack-quantized";
-/// compressed-tensors release whose layout is written (stored under `version`).
-pub const CT_VERSION: &str = "0.15.0.1";
-/// Top-level key (our extension) marking checkpoints with ragged last groups.
-pub const RAGGED_GROUPS_KEY: &str = "compress_ragged_groups";
 
 /// The `quantization_config` of config.json.
 #[derive(Clone, Debug, PartialEq)]

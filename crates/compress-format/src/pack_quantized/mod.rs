@@ -73,6 +73,7 @@
 //! See [`QuantizationConfig`] for the `config.json` entry.
 
 mod config;
+mod consts;
 mod json;
 mod layer;
 mod packing;
@@ -80,12 +81,13 @@ mod scheme;
 mod sparsity;
 pub(crate) mod tensor_io;
 
-pub use config::{
-    read_compression, QuantizationConfig, CT_VERSION, FORMAT_NAME, QUANT_METHOD, RAGGED_GROUPS_KEY,
+pub use config::{read_compression, QuantizationConfig};
+pub use consts::{
+    CT_VERSION, DEFAULT_GROUP_SIZE, DENSE_FORMAT, FORMAT_NAME, QUANT_METHOD, RAGGED_GROUPS_KEY,
 };
 pub use layer::{PackedLayerView, QuantizedLinear};
 pub use packing::{pack_cols, pack_factor, pack_rows, packed_len, unpack_cols, unpack_rows};
-pub use sparsity::{parse_n_m, SparsityConfig, DENSE_FORMAT};
+pub use sparsity::{parse_n_m, SparsityConfig};
 
 use crate::error::{FormatError, Result};
 use crate::safetensors::{Dtype, ModelFiles};

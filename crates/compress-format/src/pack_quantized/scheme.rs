@@ -2,7 +2,7 @@
 //! `QuantizationArgs` JSON) into a [`WeightQuant`], with the library's
 //! defaults for absent keys.
 
-use super::config::FORMAT_NAME;
+use super::consts::{DEFAULT_GROUP_SIZE, FORMAT_NAME};
 use super::json::{as_object, missing, opt_str, present, string_list};
 use super::{QuantStrategy, WeightQuant};
 use crate::error::{FormatError, Result};
@@ -159,8 +159,8 @@ fn parse_weights(v: &Value, path: &Path, key: &str) -> Result<WeightQuant> {
 /// The weights of a compressed-tensors preset scheme name usable with pack-quantized.
 pub(super) fn preset(name: &str, path: &Path, key: &str) -> Result<WeightQuant> {
     match name.to_ascii_uppercase().as_str() {
-        "W4A16" => Ok(WeightQuant::group(4, true, 128)),
-        "W4A16_ASYM" => Ok(WeightQuant::group(4, false, 128)),
+        "W4A16" => Ok(WeightQuant::group(4, true, DEFAULT_GROUP_SIZE)),
+        "W4A16_ASYM" => Ok(WeightQuant::group(4, false, DEFAULT_GROUP_SIZE)),
         "W8A16" => Ok(WeightQuant::channel(8, true)),
         _ => Err(FormatError::invalid(
             path,

@@ -27,13 +27,11 @@
 //! weights as they are, so the entry is informational. Compressed sparse formats
 //! (`sparse-bitmask`, `sparse-24-bitmask`) are not read or written by this crate.
 
+use super::consts::{CT_VERSION, DENSE_FORMAT, QUANT_METHOD};
 use super::json::{as_object, opt_str, required_str, string_list};
 use crate::error::{FormatError, Result};
 use serde_json::{json, Map, Value};
 use std::path::Path;
-
-/// The only sparsity format handled: zeros stored in dense tensors.
-pub const DENSE_FORMAT: &str = "dense";
 
 /// A compressed-tensors `sparsity_config` of format `dense`.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,10 +63,10 @@ impl SparsityConfig {
     pub fn to_quantization_config_json(&self) -> Value {
         json!({
             "format": DENSE_FORMAT,
-            "quant_method": super::config::QUANT_METHOD,
+            "quant_method": QUANT_METHOD,
             "quantization_status": "compressed",
             "sparsity_config": self.to_json(),
-            "version": super::config::CT_VERSION,
+            "version": CT_VERSION,
         })
     }
 
