@@ -82,17 +82,11 @@ impl QuantizedLinear {
             panic!("QuantizedLinear::dequantize: {e}");
         }
         let (out, inn) = (self.out_features, self.in_features);
-        let glen = wq.group_len(inn).max(1);
-        let ng = wq.num_groups(inn);
         let mut w = Vec::with_capacity(out * inn);
         for (r, row) in self.q.chunks_exact(inn.max(1)).take(out).enumerate() {
-            let base = match wq.strategy {
-                QuantStrategy::Tensor => 0,
-                QuantStrategy::Channel => r,
-                QuantStrategy::Group => r * ng,
-            };
+            let base = wq.scale_index(r, 0, inn);
             w.extend(row.iter().enumerate().map(|(c, &q)| {
-                let i = base + c / glen;
+                let i = base + wq.group_of(c);
                 let z = self.zero_points.as_ref().map_or(0, |z| i32::from(z[i]));
                 (i32::from(q) - z) as f32 * self.scales[i]
             }));

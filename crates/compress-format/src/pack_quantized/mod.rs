@@ -86,7 +86,10 @@ pub use consts::{
     CT_VERSION, DEFAULT_GROUP_SIZE, DENSE_FORMAT, FORMAT_NAME, QUANT_METHOD, RAGGED_GROUPS_KEY,
 };
 pub use layer::{PackedLayerView, QuantizedLinear};
-pub use packing::{pack_cols, pack_factor, pack_rows, packed_len, unpack_cols, unpack_rows};
+pub use packing::{
+    code_max, code_min, code_offset, pack_cols, pack_factor, pack_rows, packed_len, unpack_cols,
+    unpack_rows,
+};
 pub use sparsity::{parse_n_m, SparsityConfig};
 
 use crate::error::{FormatError, Result};
@@ -216,14 +219,14 @@ impl WeightQuant {
         }
     }
 
-    /// Smallest quantized value, `−2^(b−1)`.
+    /// Smallest quantized value, `−2^(b−1)` ([`code_min`]).
     pub fn qmin(&self) -> i32 {
-        -(1i32 << (self.num_bits - 1))
+        code_min(self.num_bits)
     }
 
-    /// Largest quantized value, `2^(b−1) − 1`.
+    /// Largest quantized value, `2^(b−1) − 1` ([`code_max`]).
     pub fn qmax(&self) -> i32 {
-        (1i32 << (self.num_bits - 1)) - 1
+        code_max(self.num_bits)
     }
 
     /// Scale columns per output row: 1 for tensor/channel, `ceil(in / G)` for group.
@@ -240,6 +243,26 @@ impl WeightQuant {
             (QuantStrategy::Group, Some(g)) => g,
             _ => in_features,
         }
+    }
+
+    /// Group of input column `col`: `floor(col / G)` for group, 0 otherwise.
+    pub fn group_of(&self, col: usize) -> usize {
+        match (self.strategy, self.group_size) {
+            (QuantStrategy::Group, Some(g)) => col / g.max(1),
+            _ => 0,
+        }
+    }
+
+    /// Input columns of group `g` of a layer with `in_features` columns (the last may be short).
+    pub fn group_range(&self, g: usize, in_features: usize) -> std::ops::Range<usize> {
+        let len = self.group_len(in_features);
+        let start = (g * len).min(in_features);
+        start..(start + len).min(in_features)
+    }
+
+    /// Width of group `g`: `G`, except a ragged last group's `in − (n_groups − 1) · G`.
+    pub fn group_width(&self, g: usize, in_features: usize) -> usize {
+        self.group_range(g, in_features).len()
     }
 
     /// Whether a layer with `in_features` columns has a ragged last group.
@@ -262,9 +285,7 @@ impl WeightQuant {
         match self.strategy {
             QuantStrategy::Tensor => 0,
             QuantStrategy::Channel => r,
-            QuantStrategy::Group => {
-                r * self.num_groups(in_features) + c / self.group_len(in_features)
-            }
+            QuantStrategy::Group => r * self.num_groups(in_features) + self.group_of(c),
         }
     }
 }
@@ -293,6 +314,17 @@ pub fn round_to_dtype(values: &mut [f32], dtype: Dtype) {
 /// Whether `files` holds a packed layer at `prefix` (has `prefix.weight_packed`).
 pub fn is_packed_layer(files: &ModelFiles, prefix: &str) -> bool {
     files.contains(&format!("{prefix}.weight_packed"))
+}
+
+/// Every tensor a packed layer at `prefix` may hold (`weight_zero_point` only when asymmetric).
+pub fn packed_tensor_names(prefix: &str) -> [String; 4] {
+    [
+        "weight_packed",
+        "weight_scale",
+        "weight_shape",
+        "weight_zero_point",
+    ]
+    .map(|s| format!("{prefix}.{s}"))
 }
 
 #[cfg(test)]
@@ -326,6 +358,23 @@ mod tests {
         assert_eq!(w4.scale_index(2, 64, 65), 2 * 3 + 2);
         assert_eq!(w8.scale_index(4, 64, 65), 4);
         assert_eq!(WeightQuant::tensor(4, false).scale_index(4, 64, 65), 0);
+        assert_eq!(
+            (w4.group_of(31), w4.group_of(32), w4.group_of(64)),
+            (0, 1, 2)
+        );
+        assert_eq!(w8.group_of(99), 0);
+        assert_eq!(w4.group_range(2, 65), 64..65);
+        assert_eq!((w4.group_width(0, 65), w4.group_width(2, 65)), (32, 1));
+        assert_eq!((w4.group_width(1, 64), w8.group_width(0, 100)), (32, 100));
+        for (wq, inn) in [(w4, 65), (w4, 64), (w8, 100)] {
+            let widths: usize = (0..wq.num_groups(inn))
+                .map(|g| wq.group_width(g, inn))
+                .sum();
+            assert_eq!(widths, inn);
+            for c in 0..inn {
+                assert!(wq.group_range(wq.group_of(c), inn).contains(&c));
+            }
+        }
     }
 
     #[test]

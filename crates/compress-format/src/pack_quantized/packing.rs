@@ -21,16 +21,31 @@ pub fn packed_len(n: usize, bits: u8) -> usize {
     n.div_ceil(pack_factor(bits))
 }
 
+/// Storage offset `2^(bits−1)`: a signed code `q` is stored unsigned as `q + code_offset(bits)`
+/// (8 for 4 bits, 128 for 8 bits).
+pub const fn code_offset(bits: u8) -> i32 {
+    1 << (bits - 1)
+}
+
+/// Smallest signed code of `bits` bits, `−2^(bits−1)`.
+pub const fn code_min(bits: u8) -> i32 {
+    -code_offset(bits)
+}
+
+/// Largest signed code of `bits` bits, `2^(bits−1) − 1`.
+pub const fn code_max(bits: u8) -> i32 {
+    code_offset(bits) - 1
+}
+
 /// Stored (unsigned) form of `v`; panics if `v` is outside the signed `bits` range.
 #[inline]
 fn encode(v: i8, bits: u8) -> u32 {
-    let offset = 1i32 << (bits - 1);
-    let u = i32::from(v) + offset;
+    let u = i32::from(v) + code_offset(bits);
     assert!(
-        (0..2 * offset).contains(&u),
+        (code_min(bits)..=code_max(bits)).contains(&i32::from(v)),
         "pack-quantized: value {v} outside the signed {bits}-bit range [{}, {}]",
-        -offset,
-        offset - 1
+        code_min(bits),
+        code_max(bits)
     );
     u as u32
 }
@@ -40,7 +55,7 @@ fn encode(v: i8, bits: u8) -> u32 {
 fn decode(word: i32, k: usize, bits: u8) -> i8 {
     let mask = (1u32 << bits) - 1;
     let u = ((word as u32) >> (k * usize::from(bits))) & mask;
-    (u as i32 - (1i32 << (bits - 1))) as i8
+    (u as i32 - code_offset(bits)) as i8
 }
 
 /// Packs `q` (`[rows, cols]`) along dim 1 into `[rows, ceil(cols / (32 / bits))]` words.
@@ -130,7 +145,7 @@ mod tests {
     /// The test vector used with the Python library: `qmin + ((7i + 3) mod 2^b)`, `pf + 3` values.
     fn row_vector(bits: u8) -> Vec<i8> {
         let n = pack_factor(bits) + 3;
-        let qmin = -(1i32 << (bits - 1));
+        let qmin = code_min(bits);
         (0..n as i32)
             .map(|i| (qmin + (i * 7 + 3) % (1 << bits)) as i8)
             .collect()
@@ -138,7 +153,7 @@ mod tests {
 
     /// `qmin + ((5r + 3c + 1) mod 2^b)` as a `[rows, cols]` matrix.
     fn col_matrix(bits: u8, rows: usize, cols: usize) -> Vec<i8> {
-        let qmin = -(1i32 << (bits - 1));
+        let qmin = code_min(bits);
         (0..rows as i32)
             .flat_map(|r| {
                 (0..cols as i32).map(move |c| (qmin + (r * 5 + c * 3 + 1) % (1 << bits)) as i8)
@@ -230,6 +245,13 @@ mod tests {
         assert!(pack_rows(&[], 3, 0, 4).is_empty());
         assert!(unpack_rows(&[], 3, 0, 4).is_empty());
         assert!(pack_cols(&[], 0, 4, 4).is_empty());
+    }
+
+    #[test]
+    fn code_range_and_offset() {
+        assert_eq!((code_min(4), code_max(4), code_offset(4)), (-8, 7, 8));
+        assert_eq!((code_min(8), code_max(8), code_offset(8)), (-128, 127, 128));
+        assert_eq!((code_min(2), code_max(2), code_offset(2)), (-2, 1, 2));
     }
 
     #[test]
