@@ -5,6 +5,7 @@
 //! burn):
 //!
 //! * [`hf_config`]: typed, round-trippable `config.json`;
+//! * [`hf_names`]: the checkpoints' tensor names (`model.layers.{l}.self_attn.q_proj`, …);
 //! * [`safetensors`]: memory-mapped, validated reading of `.safetensors`
 //!   files and sharded model directories, and atomic (optionally sharded)
 //!   writing;
@@ -22,6 +23,7 @@ pub mod atomic;
 pub mod error;
 pub mod gguf;
 pub mod hf_config;
+pub mod hf_names;
 pub mod npy;
 pub mod pack_quantized;
 pub mod safetensors;

@@ -42,6 +42,7 @@ use super::write::{write_gguf, TensorInfo};
 use super::{GgmlType, QUANTIZATION_VERSION};
 use crate::error::{FormatError, Result};
 use crate::hf_config::HfConfig;
+use crate::hf_names;
 use crate::pack_quantized::tensor_io::read_weight_shape;
 use crate::pack_quantized::{
     is_packed_layer, read_compression, QuantStrategy, QuantizedLinear, WeightQuant,
@@ -382,9 +383,8 @@ pub fn export_gguf(
         });
     }
     // Buffers some exporters save, and an lm_head that duplicates tied embeddings.
-    let ignorable = |n: &str| {
-        n.ends_with("rotary_emb.inv_freq") || (cfg.tie_word_embeddings && n == "lm_head.weight")
-    };
+    let tied_head = hf_names::weight(hf_names::LM_HEAD);
+    let ignorable = |n: &str| hf_names::is_buffer(n) || (cfg.tie_word_embeddings && n == tied_head);
     if let Some(extra) = files
         .names()
         .into_iter()

@@ -2,6 +2,7 @@
 //! permutation, and Llama 3's `rope_freqs` (the table is in the [`super::export`] doc).
 
 use crate::hf_config::{Architecture, HfConfig};
+use crate::hf_names::{self as hf, DOWN_PROJ, GATE_PROJ, K_PROJ, O_PROJ, Q_PROJ, UP_PROJ, V_PROJ};
 
 /// How one HF tensor becomes one GGUF tensor.
 #[derive(Clone, Debug)]
@@ -48,53 +49,47 @@ pub(crate) fn plans(cfg: &HfConfig) -> Vec<Plan> {
     };
     add(
         "token_embd.weight".into(),
-        "model.embed_tokens.weight".into(),
+        hf::EMBED_TOKENS.into(),
         vec![cfg.vocab_size, d],
         None,
     );
     for l in 0..cfg.num_hidden_layers {
-        let (b, h) = (format!("blk.{l}"), format!("model.layers.{l}"));
+        let b = format!("blk.{l}");
         add(
             format!("{b}.attn_norm.weight"),
-            format!("{h}.input_layernorm.weight"),
+            hf::input_norm(l),
             vec![d],
             None,
         );
         let attn = [
             (
                 "attn_q",
-                "q_proj",
+                Q_PROJ,
                 [q_rows, d],
                 Some(cfg.num_attention_heads),
                 cfg.attention_bias,
             ),
             (
                 "attn_k",
-                "k_proj",
+                K_PROJ,
                 [kv_rows, d],
                 Some(cfg.num_key_value_heads),
                 cfg.attention_bias,
             ),
-            ("attn_v", "v_proj", [kv_rows, d], None, cfg.attention_bias),
-            (
-                "attn_output",
-                "o_proj",
-                [d, q_rows],
-                None,
-                cfg.o_proj_bias(),
-            ),
+            ("attn_v", V_PROJ, [kv_rows, d], None, cfg.attention_bias),
+            ("attn_output", O_PROJ, [d, q_rows], None, cfg.o_proj_bias()),
         ];
         for (g, p, shape, heads, bias) in attn {
             add(
                 format!("{b}.{g}.weight"),
-                format!("{h}.self_attn.{p}.weight"),
+                hf::weight(&hf::attn(l, p)),
                 shape.to_vec(),
                 heads,
             );
             if bias {
                 add(
                     format!("{b}.{g}.bias"),
-                    format!("{h}.self_attn.{p}.bias"),
+                    hf::bias(&hf::attn(l, p)),
                     vec![shape[0]],
                     heads,
                 );
@@ -102,18 +97,18 @@ pub(crate) fn plans(cfg: &HfConfig) -> Vec<Plan> {
         }
         add(
             format!("{b}.ffn_norm.weight"),
-            format!("{h}.post_attention_layernorm.weight"),
+            hf::post_attention_norm(l),
             vec![d],
             None,
         );
         for (g, p, shape) in [
-            ("ffn_gate", "gate_proj", [inter, d]),
-            ("ffn_up", "up_proj", [inter, d]),
-            ("ffn_down", "down_proj", [d, inter]),
+            ("ffn_gate", GATE_PROJ, [inter, d]),
+            ("ffn_up", UP_PROJ, [inter, d]),
+            ("ffn_down", DOWN_PROJ, [d, inter]),
         ] {
             add(
                 format!("{b}.{g}.weight"),
-                format!("{h}.mlp.{p}.weight"),
+                hf::weight(&hf::join(&hf::mlp(l), p)),
                 shape.to_vec(),
                 None,
             );
@@ -121,14 +116,14 @@ pub(crate) fn plans(cfg: &HfConfig) -> Vec<Plan> {
     }
     add(
         "output_norm.weight".into(),
-        "model.norm.weight".into(),
+        hf::FINAL_NORM.into(),
         vec![d],
         None,
     );
     if !cfg.tie_word_embeddings {
         add(
             "output.weight".into(),
-            "lm_head.weight".into(),
+            hf::weight(hf::LM_HEAD),
             vec![cfg.vocab_size, d],
             None,
         );
