@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use half::slice::HalfFloatSliceExt;
 
-use super::dispatch::{row_scales, token_tiles, Prep};
+use super::prep::{row_scales, token_tiles, Prep};
 use super::{FloatDtype, FloatWeight, Int4Weight, Int8Weight, Scales, QK};
 
 /// Horizontal sum of 8 lanes.

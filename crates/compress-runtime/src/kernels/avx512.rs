@@ -5,7 +5,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::avx2::{row_scales_f16c, store_with_offsets};
-use super::dispatch::{token_tiles, Prep};
+use super::prep::{token_tiles, Prep};
 use super::{Int4Weight, Int8Weight, QK};
 
 /// `Σ u·s` over byte quads (u8 × i8 → i32 lanes) with `vpmaddubsw` + `vpmaddwd`.

@@ -130,7 +130,7 @@ mod x86 {
 
     use super::{Int4x8, BLOCK_BYTES};
     use crate::kernels::avx2::load8;
-    use crate::kernels::dispatch::Prep;
+    use crate::kernels::prep::Prep;
     use crate::kernels::{Scales, QK};
 
     /// Integer dots of one row group's block at `wb` with activation rows `j < T` (codes at

@@ -24,6 +24,7 @@ mod avx512;
 mod bytes;
 mod dispatch;
 mod int4x8;
+mod prep;
 pub mod reference;
 mod scalar;
 #[cfg(test)]

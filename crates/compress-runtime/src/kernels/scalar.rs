@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::dispatch::{row_scales, Prep};
+use super::prep::{row_scales, Prep};
 use super::{FloatWeight, Int4Weight, Int8Weight, QK};
 
 /// Int4 weights × Q8 activations.
