@@ -10,13 +10,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
+/// The block size and id, re-exported from their home [`super::block`] (these paths are kept).
+pub use super::block::{BlockId, BLOCK_SIZE};
 use super::prefix::{Chain, PrefixCache};
-
-/// Tokens per KV block.
-pub const BLOCK_SIZE: usize = 16;
-
-/// Index of a physical KV block.
-pub type BlockId = u32;
 
 /// Identifier of a sequence (a request, or one branch of a forked request).
 pub type SeqId = u64;

@@ -15,7 +15,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 
-use super::blocks::{BlockId, BLOCK_SIZE};
+use super::block::{BlockId, BLOCK_SIZE};
 
 /// Hash the chain starts from (the "parent" of a prompt's first block).
 pub const ROOT_HASH: u64 = 0;
