@@ -1,5 +1,6 @@
 //! Next-token choice: greedy (temperature 0) or temperature + nucleus (top-p) sampling from a
-//! seeded generator, so a request with a seed is reproducible.
+//! seeded generator, so a request with a seed is reproducible; and the log-probabilities of a
+//! sampled token ([`TokenLogprobs`]).
 
 /// How to pick tokens.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,7 +89,17 @@ impl Sampler {
     }
 }
 
-impl crate::engine::TokenLogprobs {
+/// Log-probabilities of a sampled token under the model (raw logits, before temperature and
+/// top-p), with the most likely alternatives, most likely first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprobs {
+    /// log p(sampled token).
+    pub logprob: f32,
+    /// `(token, log p)` of the most likely tokens (ties: lower id first).
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprobs {
     /// The log-softmax of `logits` at `token`, and the `top` most likely tokens with theirs
     /// (ties: lower id first).
     pub fn from_logits(logits: &[f32], token: u32, top: usize) -> Self {
@@ -130,7 +141,6 @@ pub fn argmax(logits: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::TokenLogprobs;
 
     #[test]
     fn logprobs_are_a_log_softmax_with_the_top_tokens_first() {

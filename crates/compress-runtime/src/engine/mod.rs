@@ -21,7 +21,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 
-pub use request::{Event, EventSink, FinishReason, Request, RequestId, TokenLogprobs};
+/// Log-probabilities of a sampled token, re-exported from their home [`crate::sampling`].
+pub use crate::sampling::TokenLogprobs;
+pub use request::{Event, EventSink, FinishReason, Request, RequestId};
 use sequence::Sequence;
 
 use crate::config::ModelConfig;

@@ -1,6 +1,6 @@
 //! What a caller asks of the engine and what it hears back.
 
-use crate::sampling::SamplingParams;
+use crate::sampling::{SamplingParams, TokenLogprobs};
 
 /// Identifies a request inside one engine.
 pub type RequestId = u64;
@@ -46,16 +46,6 @@ pub enum FinishReason {
     Stop,
     /// The caller aborted it (or dropped its receiver).
     Aborted,
-}
-
-/// Log-probabilities of a sampled token under the model (raw logits, before temperature and
-/// top-p), with the most likely alternatives, most likely first.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenLogprobs {
-    /// log p(sampled token).
-    pub logprob: f32,
-    /// `(token, log p)` of the most likely tokens (ties: lower id first).
-    pub top: Vec<(u32, f32)>,
 }
 
 /// A streamed event of one request; `index` tells its sequences apart when `n > 1`.
