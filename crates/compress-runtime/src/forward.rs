@@ -6,8 +6,8 @@ use crate::attention::{attend, TokenCtx};
 use crate::kernels::{ActMode, Input};
 use crate::kv::cache::KvCache;
 use crate::kv::{BlockId, BLOCK_SIZE};
+use crate::linear::linear;
 use crate::loader::{Mlp, Model};
-use crate::moe::linear;
 
 /// Which logits a chunk wants back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //!
 //! * [`loader`]: mmap a model dir into [`Model`] (weights used in place where possible);
 //! * [`kernels`]: `x · Wᵀ` for int4/int8/float weights, f32 or 8-bit activations;
+//! * [`linear`]: a linear layer (kernel weight + bias) and its product; [`moe`]: expert FFNs;
 //! * [`kv`]: the paged KV cache (block manager, storage);
 //! * [`forward`] and [`attention`]: one batched pass over chunks of many sequences;
 //! * [`sampling`]: greedy and top-p sampling;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod forward;
 pub mod kernels;
 pub mod kv;
+pub mod linear;
 pub mod loader;
 pub mod moe;
 pub mod sampling;

@@ -26,16 +26,9 @@ use rayon::prelude::*;
 use crate::config::ModelConfig;
 use crate::error::{Result, RuntimeError};
 use crate::kernels::{Bytes, FloatDtype, FloatWeight, Int4Weight, Int8Weight, Scales, Weight, QK};
+/// The linear layer type, re-exported from its home [`crate::linear`] (this path is kept).
+pub use crate::linear::Linear;
 use crate::moe::{Ffn, MoeFfn};
-
-/// A linear layer: weight and optional bias.
-#[derive(Debug)]
-pub struct Linear {
-    /// The weight `[out, in]`.
-    pub weight: Weight,
-    /// Bias `[out]`, if the checkpoint has one.
-    pub bias: Option<Vec<f32>>,
-}
 
 /// One decoder layer's weights.
 #[derive(Debug)]

@@ -9,7 +9,9 @@ use compress_format::hf_config::moe::{route, Routing};
 use rayon::prelude::*;
 
 use crate::kernels::{ActMode, Input};
-use crate::loader::Linear;
+/// The linear product, re-exported from its home [`crate::linear`] (this path is kept).
+pub use crate::linear::linear;
+use crate::linear::Linear;
 
 /// One SwiGLU FFN: the dense layer's, or one expert.
 #[derive(Debug)]
@@ -87,16 +89,4 @@ impl MoeFfn {
             }
         }
     }
-}
-
-/// `x · Wᵀ + b` for all rows of `input`.
-pub fn linear(l: &Linear, input: &Input<'_>) -> Vec<f32> {
-    let n = l.weight.rows();
-    let mut y = vec![0f32; input.m * n];
-    l.weight.matmul(input, &mut y);
-    if let Some(b) = &l.bias {
-        y.chunks_exact_mut(n)
-            .for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += b));
-    }
-    y
 }
