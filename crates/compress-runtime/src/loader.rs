@@ -26,6 +26,7 @@ use rayon::prelude::*;
 use crate::config::ModelConfig;
 use crate::error::{Result, RuntimeError};
 use crate::kernels::{Bytes, FloatDtype, FloatWeight, Int4Weight, Int8Weight, Scales, Weight, QK};
+use crate::kv::cache::KvLayout;
 /// The linear layer type, re-exported from its home [`crate::linear`] (this path is kept).
 pub use crate::linear::Linear;
 use crate::moe::{Ffn, MoeFfn};
@@ -246,6 +247,16 @@ impl Model {
             })
             .sum();
         layers + self.lm_head.bytes() + self.embed.cols * self.embed.dtype.size()
+    }
+}
+
+impl From<&Model> for KvLayout {
+    /// The model's key/value heads per layer and head width.
+    fn from(model: &Model) -> Self {
+        KvLayout {
+            kv_heads: model.layers.iter().map(|l| l.num_kv_heads).collect(),
+            head_dim: model.config.head_dim,
+        }
     }
 }
 

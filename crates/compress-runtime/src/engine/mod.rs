@@ -127,7 +127,7 @@ impl Engine {
             )));
         }
         Ok(Self {
-            kv: KvCache::new(&model, cfg.num_blocks),
+            kv: KvCache::new(model.as_ref(), cfg.num_blocks),
             blocks: BlockManager::new(cfg.num_blocks, cfg.prefix_caching),
             model,
             cfg,

@@ -1,9 +1,31 @@
 //! K/V storage: per layer, `[num_blocks, BLOCK_SIZE, kv_heads, head_dim]` f32 for keys and for
 //! values. Sequences address it through block tables (position `p` lives in block
-//! `table[p / BLOCK_SIZE]`, slot `p % BLOCK_SIZE`).
+//! `table[p / BLOCK_SIZE]`, slot `p % BLOCK_SIZE`). The storage knows a model only through its
+//! [`KvLayout`] (a loaded `Model` converts into one), so the KV cache does not depend on the
+//! loader.
 
 use super::{BlockId, BLOCK_SIZE};
-use crate::loader::Model;
+
+/// The shape of a model's K/V: key/value heads per layer and the width of a head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvLayout {
+    /// Key/value heads per layer (layers may differ after head pruning).
+    pub kv_heads: Vec<usize>,
+    /// Values per head.
+    pub head_dim: usize,
+}
+
+impl KvLayout {
+    /// Bytes one block takes across all layers (f32 keys and values).
+    pub fn bytes_per_block(&self) -> usize {
+        let per_token: usize = self
+            .kv_heads
+            .iter()
+            .map(|h| 2 * h * self.head_dim * 4)
+            .sum();
+        per_token * BLOCK_SIZE
+    }
+}
 
 /// The K and V tensors of every layer, in blocks.
 #[derive(Debug)]
@@ -17,10 +39,9 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// Storage for `num_blocks` blocks of `model`.
-    pub fn new(model: &Model, num_blocks: usize) -> Self {
-        let head_dim = model.config.head_dim;
-        let kv_heads: Vec<usize> = model.layers.iter().map(|l| l.num_kv_heads).collect();
+    /// Storage for `num_blocks` blocks of `layout` (or of a `&Model`, which converts).
+    pub fn new(layout: impl Into<KvLayout>, num_blocks: usize) -> Self {
+        let KvLayout { kv_heads, head_dim } = layout.into();
         let alloc = |h: &usize| vec![0f32; num_blocks * BLOCK_SIZE * h * head_dim];
         Self {
             num_blocks,
@@ -31,14 +52,9 @@ impl KvCache {
         }
     }
 
-    /// Bytes one block takes across all layers (keys and values).
-    pub fn bytes_per_block(model: &Model) -> usize {
-        let per_token: usize = model
-            .layers
-            .iter()
-            .map(|l| 2 * l.num_kv_heads * model.config.head_dim * 4)
-            .sum();
-        per_token * BLOCK_SIZE
+    /// Bytes one block takes across all layers (keys and values) of `layout` (or a `&Model`).
+    pub fn bytes_per_block(layout: impl Into<KvLayout>) -> usize {
+        layout.into().bytes_per_block()
     }
 
     /// Number of blocks.
