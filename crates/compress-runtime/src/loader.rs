@@ -25,7 +25,9 @@ use rayon::prelude::*;
 
 use crate::config::ModelConfig;
 use crate::error::{Result, RuntimeError};
-use crate::kernels::{Bytes, FloatDtype, FloatWeight, Int4Weight, Int8Weight, Scales, Weight, QK};
+use crate::kernels::{
+    Bytes, FloatDtype, FloatWeight, Int4Weight, Int8Weight, Scales, Weight, INT4_OFFSET, QK,
+};
 use crate::kv::cache::KvLayout;
 /// The linear layer type, re-exported from its home [`crate::linear`] (this path is kept).
 pub use crate::linear::Linear;
@@ -445,7 +447,8 @@ impl Reader<'_> {
         if wq.num_bits == 4 {
             // SAFETY: the packed words lie inside `files`' read-only maps, kept alive by the Arc.
             let data = unsafe { Bytes::borrowed(Arc::clone(&files) as _, view.packed.data) };
-            let offsets = zeros.map(|z| z.iter().map(|&z| (i32::from(z) + 8) as u8).collect());
+            let o = i32::from(INT4_OFFSET);
+            let offsets = zeros.map(|z| z.iter().map(|&z| (i32::from(z) + o) as u8).collect());
             return Ok(Weight::Int4(Int4Weight::new(
                 out, inn, group, data, scales, offsets,
             )));

@@ -8,7 +8,7 @@ use std::ops::Range;
 use half::slice::HalfFloatSliceExt;
 
 use super::prep::{row_scales, token_tiles, Prep};
-use super::{FloatDtype, FloatWeight, Int4Weight, Int8Weight, Scales, QK};
+use super::{FloatDtype, FloatWeight, Int4Weight, Int8Weight, Scales, INT4_OFFSET, QK};
 
 /// Horizontal sum of 8 lanes.
 #[target_feature(enable = "avx2,fma")]
@@ -122,14 +122,18 @@ pub(crate) unsafe fn row_scales_f16c(s: &Scales, start: usize, out: &mut [f32]) 
     }
 }
 
-/// Per-group `scale · offset` of one row (`offset` 8 + zero point, or 8 when symmetric).
+/// Per-group `scale · offset` of one row (`offset` 8 + zero point, or 8 when symmetric; 8 is
+/// [`INT4_OFFSET`]).
 pub(crate) fn scaled_offsets(s: &[f32], offsets: Option<&[u8]>, so: &mut [f32]) {
     match offsets {
         Some(o) => so
             .iter_mut()
             .zip(s.iter().zip(o))
             .for_each(|(d, (s, &o))| *d = s * f32::from(o)),
-        None => so.iter_mut().zip(s).for_each(|(d, s)| *d = s * 8.0),
+        None => so
+            .iter_mut()
+            .zip(s)
+            .for_each(|(d, s)| *d = s * f32::from(INT4_OFFSET)),
     }
 }
 
@@ -312,7 +316,7 @@ pub(crate) unsafe fn int4_f32(w: &Int4Weight, p: &Prep, rows: Range<usize>, out:
     let (cols, n, m, ng) = (w.cols, rows.len(), p.m, w.cols / w.group_size);
     assert!(w.data.len() >= w.rows * cols / 2 && p.xp.len() >= m * cols);
     let mut s = vec![0f32; ng];
-    let mut o = vec![8i32; ng];
+    let mut o = vec![i32::from(INT4_OFFSET); ng];
     for tile in token_tiles(m, 4 * cols) {
         for (i, r) in rows.clone().enumerate() {
             // SAFETY: this CPU has AVX2 + F16C (the caller's contract).

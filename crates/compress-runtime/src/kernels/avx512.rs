@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use super::avx2::{row_scales_f16c, store_with_offsets};
 use super::prep::{token_tiles, Prep};
-use super::{Int4Weight, Int8Weight, QK};
+use super::{Int4Weight, Int8Weight, INT4_OFFSET, QK};
 
 /// `Σ u·s` over byte quads (u8 × i8 → i32 lanes) with `vpmaddubsw` + `vpmaddwd`.
 #[target_feature(enable = "avx512f,avx512bw")]
@@ -246,7 +246,11 @@ pub(crate) unsafe fn int4_q8(
     let (ng, m) = (w.cols / w.group_size, p.m);
     assert!(w.data.len() >= w.rows * w.cols / 2 && p.qp.len() >= m * w.cols);
     assert!(p.dexp.len() >= m * w.cols / QK * 8 && p.gsum.len() >= m * ng);
-    let off = |i: usize| w.offsets.as_ref().map_or(8.0, |o| f32::from(o[i]));
+    let off = |i: usize| {
+        w.offsets
+            .as_ref()
+            .map_or(f32::from(INT4_OFFSET), |o| f32::from(o[i]))
+    };
     let (wr, qa) = (w.data.as_ptr(), p.qp.as_ptr());
     // SAFETY: sizes asserted above; the features are the caller's contract.
     unsafe {

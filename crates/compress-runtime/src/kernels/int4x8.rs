@@ -131,7 +131,7 @@ mod x86 {
     use super::{Int4x8, BLOCK_BYTES};
     use crate::kernels::avx2::load8;
     use crate::kernels::prep::Prep;
-    use crate::kernels::{Scales, QK};
+    use crate::kernels::{Scales, INT4_OFFSET, QK};
 
     /// Integer dots of one row group's block at `wb` with activation rows `j < T` (codes at
     /// `xa + j · cols`): lane `i` of result `j` is `Σ_c u[8R + i, c] · q[j, c]` over the block.
@@ -305,7 +305,7 @@ mod x86 {
                             Some(o) => _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
                                 o.add(8 * g).cast(),
                             ))),
-                            None => _mm256_set1_ps(8.0),
+                            None => _mm256_set1_ps(f32::from(INT4_OFFSET)),
                         };
                         let sov = _mm256_mul_ps(sv, ov);
                         for j in 0..T {

@@ -35,10 +35,14 @@ pub use dispatch::{isa, matmul_with, quantize_q8, Isa};
 pub use int4x8::Int4x8;
 use std::sync::OnceLock;
 
+use compress_format::pack_quantized::code_offset;
 use half::{bf16, f16};
 
 /// Activation block length of the quantized kernels.
 pub const QK: usize = 32;
+
+/// Storage offset of 4-bit codes (`u = q + 8`): compress-format's [`code_offset`]`(4)`.
+pub const INT4_OFFSET: u8 = code_offset(4) as u8;
 
 /// How activations enter the quantized kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -100,7 +104,8 @@ pub struct Int4Weight {
     pub data: Bytes,
     /// `[rows, cols / group_size]` scales.
     pub scales: Scales,
-    /// `[rows, cols / group_size]` offsets `o = 8 + z` (`None`: symmetric, every `o = 8`).
+    /// `[rows, cols / group_size]` offsets `o = 8 + z` (`None`: symmetric, every `o = 8`; 8 is
+    /// [`INT4_OFFSET`]).
     pub offsets: Option<Vec<u8>>,
     /// The interleaved copy for prompt products, made on first use ([`Int4Weight::interleaved`]).
     x8: OnceLock<Option<Int4x8>>,

@@ -1,6 +1,6 @@
 //! Scalar definitions of every kernel: the fast paths are tested against these.
 
-use super::{FloatWeight, Input, Int4Weight, Int8Weight, Q8Acts, Weight, QK};
+use super::{FloatWeight, Input, Int4Weight, Int8Weight, Q8Acts, Weight, INT4_OFFSET, QK};
 
 /// Quantizes `x` (`[m, cols]`, `cols % 32 == 0`) to 8 bits per block of 32 (ggml's Q8_0:
 /// `d = max|x| / 127`, `q = round(x / d)`, half away from zero).
@@ -70,7 +70,9 @@ pub fn int4_code(w: &Int4Weight, r: usize, c: usize) -> u8 {
 }
 
 fn int4_offset(w: &Int4Weight, gi: usize) -> i32 {
-    w.offsets.as_ref().map_or(8, |o| i32::from(o[gi]))
+    w.offsets
+        .as_ref()
+        .map_or(i32::from(INT4_OFFSET), |o| i32::from(o[gi]))
 }
 
 fn dot_int4_f32(w: &Int4Weight, r: usize, x: &[f32]) -> f32 {

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use super::prep::{row_scales, Prep};
-use super::{FloatWeight, Int4Weight, Int8Weight, QK};
+use super::{FloatWeight, Int4Weight, Int8Weight, INT4_OFFSET, QK};
 
 /// Int4 weights × Q8 activations.
 pub(crate) fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: &mut [f32]) {
@@ -18,7 +18,10 @@ pub(crate) fn int4_q8(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: &mut [f
             let (q, d) = (&p.q[t * cols..(t + 1) * cols], &p.d[t * nb..(t + 1) * nb]);
             let mut acc = 0f32;
             for g in 0..ng {
-                let o = w.offsets.as_ref().map_or(8.0, |o| f32::from(o[r * ng + g]));
+                let o = w
+                    .offsets
+                    .as_ref()
+                    .map_or(f32::from(INT4_OFFSET), |o| f32::from(o[r * ng + g]));
                 let mut gacc = 0f32;
                 for b in g * bpg..(g + 1) * bpg {
                     let (wb, qb) = (&row[b * 16..b * 16 + 16], &q[b * QK..b * QK + QK]);
@@ -47,7 +50,10 @@ pub(crate) fn int4_f32(w: &Int4Weight, p: &Prep, rows: Range<usize>, out: &mut [
             let x = &p.x[t * cols..(t + 1) * cols];
             let mut acc = 0f32;
             for g in 0..ng {
-                let o = w.offsets.as_ref().map_or(8, |o| i32::from(o[r * ng + g]));
+                let o = w
+                    .offsets
+                    .as_ref()
+                    .map_or(i32::from(INT4_OFFSET), |o| i32::from(o[r * ng + g]));
                 let c0 = g * w.group_size;
                 let mut gacc = 0f32;
                 for (k, &byte) in row[c0 / 2..(c0 + w.group_size) / 2].iter().enumerate() {

@@ -101,7 +101,10 @@ fn magnitude(w: &Weight, x: &[f32], t: usize, r: usize) -> f32 {
             let (code, off, s) = match w {
                 Weight::Int4(w) => {
                     let gi = r * cols / w.group_size + c / w.group_size;
-                    let o = w.offsets.as_ref().map_or(8.0, |o| f32::from(o[gi]));
+                    let o = w
+                        .offsets
+                        .as_ref()
+                        .map_or(f32::from(INT4_OFFSET), |o| f32::from(o[gi]));
                     (
                         f32::from(reference::int4_code(w, r, c)),
                         o,
