@@ -15,9 +15,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use compress_format::hf_names::{
+    self as hf, DOWN_PROJ, GATE_PROJ, K_PROJ, O_PROJ, Q_PROJ, UP_PROJ, V_PROJ,
+};
 use compress_format::pack_quantized::{
-    is_packed_layer, read_compression, unpack_rows, PackedLayerView, QuantStrategy,
-    QuantizationConfig, QuantizedLinear, SparsityConfig, WeightQuant,
+    is_packed_layer, packed_tensor_names, read_compression, unpack_rows, PackedLayerView,
+    QuantStrategy, QuantizationConfig, QuantizedLinear, SparsityConfig, WeightQuant,
 };
 use compress_format::safetensors::{Dtype, ModelFiles, TensorRef};
 use half::{bf16, f16};
@@ -116,11 +119,6 @@ pub struct Model {
     pub dir: PathBuf,
 }
 
-/// Tensors some checkpoints carry that hold no weights (rotary buffers).
-fn ignorable(name: &str) -> bool {
-    name.ends_with("rotary_emb.inv_freq")
-}
-
 struct Reader<'a> {
     files: &'a Arc<ModelFiles>,
     dir: &'a Path,
@@ -147,7 +145,7 @@ impl Model {
             used: BTreeSet::new(),
         };
         let h = config.hidden_size;
-        let embed = r.float("model.embed_tokens.weight", Some(config.vocab_size), h)?;
+        let embed = r.float(hf::EMBED_TOKENS, Some(config.vocab_size), h)?;
         let mut stored = Vec::with_capacity(hf.stored_layers());
         for l in 0..hf.stored_layers() {
             stored.push(Arc::new(r.layer(l, &config)?));
@@ -155,21 +153,21 @@ impl Model {
         let layers: Vec<Arc<Layer>> = (0..config.num_layers)
             .map(|l| Arc::clone(&stored[l % stored.len()]))
             .collect();
-        let norm = r.vector("model.norm.weight", h)?;
+        let norm = r.vector(hf::FINAL_NORM, h)?;
         let lm_head = if config.tie_word_embeddings {
             // Some tied checkpoints also store a copy of the embeddings as lm_head.
-            r.used.insert("lm_head.weight".into());
+            r.used.insert(hf::weight(hf::LM_HEAD));
             Weight::Float(FloatWeight {
                 data: embed.data.clone(),
                 ..embed
             })
         } else {
-            r.linear("lm_head", Some(config.vocab_size), h)?.weight
+            r.linear(hf::LM_HEAD, Some(config.vocab_size), h)?.weight
         };
         let extra: Vec<&str> = files
             .names()
             .into_iter()
-            .filter(|n| !r.used.contains(*n) && !ignorable(n))
+            .filter(|n| !r.used.contains(*n) && !hf::is_buffer(n))
             .collect();
         if let Some(first) = extra.first() {
             return Err(RuntimeError::unsupported(
@@ -276,10 +274,9 @@ impl Reader<'_> {
     }
 
     fn layer(&mut self, l: usize, cfg: &ModelConfig) -> Result<Layer> {
-        let p = format!("model.layers.{l}");
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
-        let q = self.linear(&format!("{p}.self_attn.q_proj"), None, h)?;
-        let k = self.linear(&format!("{p}.self_attn.k_proj"), None, h)?;
+        let q = self.linear(&hf::attn(l, Q_PROJ), None, h)?;
+        let k = self.linear(&hf::attn(l, K_PROJ), None, h)?;
         let (qr, kr) = (q.weight.rows(), k.weight.rows());
         let (num_heads, num_kv_heads) = (qr / hd, kr / hd);
         if qr % hd != 0 || kr % hd != 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
@@ -291,14 +288,14 @@ impl Reader<'_> {
                 ),
             ));
         }
-        let v = self.linear(&format!("{p}.self_attn.v_proj"), Some(kr), h)?;
-        let o = self.linear(&format!("{p}.self_attn.o_proj"), Some(h), qr)?;
+        let v = self.linear(&hf::attn(l, V_PROJ), Some(kr), h)?;
+        let o = self.linear(&hf::attn(l, O_PROJ), Some(h), qr)?;
         let mlp = match &cfg.moe {
-            None => Mlp::Dense(Box::new(self.ffn(&format!("{p}.mlp"), h)?)),
+            None => Mlp::Dense(Box::new(self.ffn(&hf::mlp(l), h)?)),
             Some(m) => Mlp::Moe(Box::new(MoeFfn {
-                router: self.linear(&format!("{p}.mlp.gate"), Some(m.num_experts), h)?,
+                router: self.linear(&hf::router(l), Some(m.num_experts), h)?,
                 experts: (0..m.num_experts)
-                    .map(|e| self.ffn(&format!("{p}.mlp.experts.{e}"), h))
+                    .map(|e| self.ffn(&hf::expert(l, e), h))
                     .collect::<Result<_>>()?,
                 top_k: m.top_k,
                 routing: m.routing,
@@ -307,22 +304,22 @@ impl Reader<'_> {
         Ok(Layer {
             num_heads,
             num_kv_heads,
-            input_norm: self.vector(&format!("{p}.input_layernorm.weight"), h)?,
+            input_norm: self.vector(&hf::input_norm(l), h)?,
             q,
             k,
             v,
             o,
-            post_norm: self.vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
+            post_norm: self.vector(&hf::post_attention_norm(l), h)?,
             mlp,
         })
     }
 
     /// `prefix.{gate,up,down}_proj`, their widths checked against each other.
     fn ffn(&mut self, prefix: &str, h: usize) -> Result<Ffn> {
-        let gate = self.linear(&format!("{prefix}.gate_proj"), None, h)?;
+        let gate = self.linear(&hf::join(prefix, GATE_PROJ), None, h)?;
         let inter = gate.weight.rows();
-        let up = self.linear(&format!("{prefix}.up_proj"), Some(inter), h)?;
-        let down = self.linear(&format!("{prefix}.down_proj"), Some(h), inter)?;
+        let up = self.linear(&hf::join(prefix, UP_PROJ), Some(inter), h)?;
+        let down = self.linear(&hf::join(prefix, DOWN_PROJ), Some(h), inter)?;
         Ok(Ffn { gate, up, down })
     }
 
@@ -381,9 +378,9 @@ impl Reader<'_> {
             Some(wq) if is_packed_layer(self.files, prefix) => {
                 self.packed(prefix, wq, rows, cols)?
             }
-            _ => Weight::Float(self.float(&format!("{prefix}.weight"), rows, cols)?),
+            _ => Weight::Float(self.float(&hf::weight(prefix), rows, cols)?),
         };
-        let bias_name = format!("{prefix}.bias");
+        let bias_name = hf::bias(prefix);
         let bias = if self.files.contains(&bias_name) {
             Some(self.vector(&bias_name, weight.rows())?)
         } else {
@@ -399,14 +396,7 @@ impl Reader<'_> {
         rows: Option<usize>,
         cols: usize,
     ) -> Result<Weight> {
-        for s in [
-            "weight_packed",
-            "weight_scale",
-            "weight_shape",
-            "weight_zero_point",
-        ] {
-            self.used.insert(format!("{prefix}.{s}"));
-        }
+        self.used.extend(packed_tensor_names(prefix));
         let files = Arc::clone(self.files);
         let view = PackedLayerView::open(&files, prefix, wq)?;
         let (out, inn) = (view.out_features, view.in_features);
@@ -417,11 +407,8 @@ impl Reader<'_> {
             );
             return Err(self.shape_error(&format!("{prefix}.weight_shape"), &[out, inn], want));
         }
-        let group = match wq.strategy {
-            QuantStrategy::Group => wq.group_len(inn),
-            QuantStrategy::Channel | QuantStrategy::Tensor => inn,
-        };
-        if group == 0 || group % QK != 0 || inn % group != 0 {
+        let group = wq.group_len(inn);
+        if group == 0 || !group.is_multiple_of(QK) || wq.is_ragged(inn) {
             // Ragged or odd groups: dequantize once and run as a float weight.
             let w = QuantizedLinear::from_files(&files, prefix, wq)?.dequantize(wq);
             let data = Bytes::from_vec(w.iter().flat_map(|x| x.to_le_bytes()).collect());
