@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod flags;
 
 use clap::Parser;
 
@@ -43,7 +44,7 @@ fn main() {
         Ok(Err(e)) => {
             // One line: the context chain, skipping causes a message already quotes.
             let mut line = String::new();
-            for cause in e.chain().map(|c| c.to_string()) {
+            for cause in e.chain().map(flags::message) {
                 if !line.contains(&cause) {
                     if !line.is_empty() {
                         line.push_str(": ");

@@ -165,8 +165,8 @@ fn thresholds_gate_with_the_table() {
 fn bad_recipes_fail_before_any_work() {
     let d = tmp("bad");
     let cases = [
-        ("", "[[stages]]\nstage = \"quantize\"\nbitz = 4\n", "unknown key `bitz`"),
-        ("", "[[stages]]\nstage = \"quantize\"\nbits = \"four\"\n", "stages[0] (quantize \"quantize\"): invalid value 'four'"),
+        ("", "[[stages]]\nstage = \"quantize\"\nbitz = 4\n", "unknown field `bitz`, expected one of"),
+        ("", "[[stages]]\nstage = \"quantize\"\nbits = \"four\"\n", "stages[0] (quantize \"quantize\"): bits: invalid type: string \"four\""),
         ("", "[[stages]]\nstage = \"shrink\"\n", "stage = \"shrink\": unknown"),
         ("", "[[stages]]\nstage = \"quantize\"\ninput = \"later\"\nbits = 4\n[[stages]]\nstage = \"prune\"\nname = \"later\"\nsparsity = 0.5\n", "input = \"later\": no earlier stage"),
         ("", "[[stages]]\nstage = \"quantize\"\nout = \"x\"\nbits = 4\n", "out: set by the recipe runner"),
@@ -175,8 +175,8 @@ fn bad_recipes_fail_before_any_work() {
         ("", "[thresholds]\nmax_kl = 1\n[[stages]]\nstage = \"quantize\"\nbits = 4\n", "thresholds.max_kl: unknown field `max_kl`"),
         ("", "", "no [[stages]]"),
         // Values the commands refuse, caught before the first stage runs.
-        ("", "[[stages]]\nstage = \"prune\"\nsparsity = 0.5\n[[stages]]\nstage = \"quantize\"\nbits = 9\n", "stages[1] (quantize \"quantize\"): --bits 9: must be between 2 and 8"),
-        ("", "[[stages]]\nstage = \"prune\"\nsparsity = 1.5\n", "stages[0] (prune \"prune\"): --sparsity"),
+        ("", "[[stages]]\nstage = \"prune\"\nsparsity = 0.5\n[[stages]]\nstage = \"quantize\"\nbits = 9\n", "stages[1] (quantize \"quantize\"): bits = 9: must be between 2 and 8"),
+        ("", "[[stages]]\nstage = \"prune\"\nsparsity = 1.5\n", "stages[0] (prune \"prune\"): sparsity = 1.5"),
     ];
     for (extra, stages, needle) in cases {
         let r = recipe(&d, extra, stages);

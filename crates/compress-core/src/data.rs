@@ -150,6 +150,32 @@ pub fn spread(rows: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// A model's view of data files: its tokenizer (when it has one) and vocabulary size.
+pub struct TokenData {
+    tokenizer: Option<Tokenizer>,
+    vocab_size: usize,
+}
+
+impl TokenData {
+    /// The tokenizer of `model_dir` (if any) and `vocab_size`.
+    pub fn for_model(model_dir: &Path, vocab_size: usize) -> Result<Self> {
+        Ok(Self {
+            tokenizer: Tokenizer::from_model_dir(model_dir)?,
+            vocab_size,
+        })
+    }
+
+    /// The documents of `path` ([`load_documents`]).
+    pub fn documents(&self, path: &Path) -> Result<Vec<Vec<u32>>> {
+        load_documents(path, self.tokenizer.as_ref(), self.vocab_size)
+    }
+
+    /// Up to `n` sequences of exactly `seq_len` tokens of `path`, spread over the file.
+    pub fn sequences(&self, path: &Path, seq_len: usize, n: usize) -> Result<Vec<Vec<u32>>> {
+        Ok(spread(&chunk(&self.documents(path)?, seq_len, seq_len), n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

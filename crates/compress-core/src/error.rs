@@ -45,15 +45,47 @@ pub enum CoreError {
     /// A device that cannot be used (unknown name, backend not compiled in, no GPU).
     #[error("device: {0}")]
     Device(String),
+    /// A stage setting out of range or inconsistent with another: names the config field (the
+    /// recipe key; the CLI shows it as the flag `--field-name`) and the value.
+    #[error("{field}{}: {msg}", fmt_value(.value))]
+    Setting {
+        /// The config field (recipe key), e.g. `group_size`.
+        field: String,
+        /// The value given, as text (empty when the field is missing).
+        value: String,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// An impossible or invalid setting (names the setting and value).
     #[error("{0}")]
     Invalid(String),
+}
+
+fn fmt_value(value: &str) -> String {
+    match value.is_empty() {
+        true => String::new(),
+        false => format!(" = {value}"),
+    }
 }
 
 /// Result alias of compress-core.
 pub type Result<T> = std::result::Result<T, CoreError>;
 
 impl CoreError {
+    /// A [`CoreError::Setting`] for `field` = `value`.
+    pub fn setting(field: &str, value: impl std::fmt::Display, msg: impl Into<String>) -> Self {
+        CoreError::Setting {
+            field: field.to_string(),
+            value: value.to_string(),
+            msg: msg.into(),
+        }
+    }
+
+    /// A [`CoreError::Setting`] for a field that is required but missing.
+    pub fn missing(field: &str, msg: impl Into<String>) -> Self {
+        Self::setting(field, "", msg)
+    }
+
     /// Builds an [`CoreError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         CoreError::Io {

@@ -57,10 +57,9 @@ pub fn evaluate(
     }
     if let Some(r) = reference {
         if r.config.vocab_size != model.config.vocab_size {
-            return Err(CoreError::Invalid(format!(
-                "--reference has vocab size {}, the model {}",
-                r.config.vocab_size, model.config.vocab_size
-            )));
+            let (theirs, ours) = (r.config.vocab_size, model.config.vocab_size);
+            let msg = format!("has vocab size {theirs}, the model {ours}");
+            return Err(CoreError::missing("reference", msg));
         }
     }
     let device = model.embed_tokens.weight.val().device();

@@ -38,16 +38,14 @@ impl SamplingConfig {
     /// Checks the values are usable.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(CoreError::Invalid(format!(
-                "--temperature {}: must be >= 0",
-                self.temperature
-            )));
+            return Err(CoreError::setting(
+                "temperature",
+                self.temperature,
+                "must be >= 0",
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(CoreError::Invalid(format!(
-                "--top-p {}: must be in (0, 1]",
-                self.top_p
-            )));
+            return Err(CoreError::setting("top_p", self.top_p, "must be in (0, 1]"));
         }
         Ok(())
     }
@@ -164,13 +162,13 @@ mod tests {
     fn bad_settings_are_rejected() {
         let mut cfg = SamplingConfig::greedy(3);
         cfg.top_p = 0.0;
-        assert!(cfg.validate().unwrap_err().to_string().contains("--top-p"));
+        assert!(cfg.validate().unwrap_err().to_string().contains("top_p"));
         cfg.top_p = 1.0;
         cfg.temperature = -1.0;
         assert!(cfg
             .validate()
             .unwrap_err()
             .to_string()
-            .contains("--temperature"));
+            .contains("temperature"));
     }
 }

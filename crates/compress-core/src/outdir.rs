@@ -68,6 +68,25 @@ pub fn check_output_dir(out: &Path, inputs: &[&Path], overwrite: bool) -> Result
     Ok(())
 }
 
+/// `.<name of out>.<suffix>` in `out`'s parent directory.
+pub fn hidden_sibling(out: &Path, suffix: &str) -> Result<PathBuf> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .ok_or_else(|| CoreError::setting("out", out.display(), "not a directory path"))?
+        .to_string_lossy();
+    Ok(parent.join(format!(".{name}.{suffix}")))
+}
+
+/// A scratch directory beside `out` for a trainer's checkpoints, unique to this process
+/// (the caller removes it).
+pub fn scratch_dir(out: &Path, tag: &str) -> Result<PathBuf> {
+    hidden_sibling(out, &format!("{tag}-run-{}", std::process::id()))
+}
+
 /// Runs `fill` on a fresh temp dir beside `out`, then moves it into place as `out`
 /// (replacing an existing `out`). On error the temp dir is removed.
 pub fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {

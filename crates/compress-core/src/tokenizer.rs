@@ -88,10 +88,11 @@ impl Tokenizer {
 /// `tokenizer.json` to `out` (specials `<pad>`, `<s>`, `</s>` get ids 0, 1, 2).
 pub fn train_bpe(files: &[PathBuf], vocab_size: usize, out: &Path) -> Result<()> {
     if vocab_size < 256 + SPECIAL_TOKENS.len() {
-        return Err(CoreError::Invalid(format!(
-            "--vocab-size {vocab_size}: a byte-level BPE needs at least {}",
+        let msg = format!(
+            "a byte-level BPE needs at least {}",
             256 + SPECIAL_TOKENS.len()
-        )));
+        );
+        return Err(CoreError::setting("vocab_size", vocab_size, msg));
     }
     for f in files {
         if !f.is_file() {

@@ -84,7 +84,7 @@ fn narrow_students_keep_the_most_important_units() {
     for f in [0.0, 1.0, 1.5, -0.2] {
         let e = StudentSpec::width(f).unwrap_err().to_string();
         assert!(
-            e.contains("--student-width") && e.contains("wider"),
+            e.contains("student_width = ") && e.contains("wider"),
             "{f}: {e}"
         );
     }
@@ -135,7 +135,7 @@ fn shared_blocks_cycle_through_the_depth_and_round_trip() {
     assert_eq!(logits(&back, &device), logits(&s, &device));
     for k in [0, 4, 9] {
         let e = StudentSpec::shared(k, 4).unwrap_err().to_string();
-        assert!(e.contains("--share-layers"), "{k}: {e}");
+        assert!(e.contains("share_layers = "), "{k}: {e}");
     }
 }
 

@@ -150,12 +150,12 @@ fn gradient_matches_finite_differences() {
 #[test]
 fn bad_settings_and_mismatched_vocabularies_are_refused() {
     for (a, t, needle) in [
-        (-0.1, 2.0, "--alpha"),
-        (1.5, 2.0, "--alpha"),
-        (f64::NAN, 2.0, "--alpha"),
-        (0.5, 0.0, "--T"),
-        (0.5, -1.0, "--T"),
-        (0.5, f64::INFINITY, "--T"),
+        (-0.1, 2.0, "alpha = "),
+        (1.5, 2.0, "alpha = "),
+        (f64::NAN, 2.0, "alpha = "),
+        (0.5, 0.0, "T = "),
+        (0.5, -1.0, "T = "),
+        (0.5, f64::INFINITY, "T = "),
     ] {
         let e = DistillLoss::new(a, t).unwrap_err().to_string();
         assert!(e.contains(needle), "{a} {t}: {e}");

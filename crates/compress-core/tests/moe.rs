@@ -72,7 +72,7 @@ fn every_expert_chosen_is_the_dense_model_and_round_trips() {
     assert!(diff > 1e-4, "top-2 of 5 should change the logits ({diff})");
     for k in [0, 6] {
         let e = set_top_k(&mut moe, k).unwrap_err().to_string();
-        assert!(e.contains("--top-k"), "{e}");
+        assert!(e.contains("top_k = "), "{e}");
     }
 }
 
@@ -97,10 +97,10 @@ fn bad_settings_are_refused_naming_the_flag() {
     let device = Device::flex();
     let dense = init_random(&micro_config(), &device, 5).unwrap();
     for (e, k, needle) in [
-        (1, 1, "--experts 1"),
-        (100, 2, "--experts 100"),
-        (4, 0, "--top-k 0"),
-        (4, 5, "--top-k 5"),
+        (1, 1, "experts = 1"),
+        (100, 2, "experts = 100"),
+        (4, 0, "top_k = 0"),
+        (4, 5, "top_k = 5"),
     ] {
         let err = moefy(&dense, &cfg(e, k), &[]).unwrap_err().to_string();
         assert!(err.contains(needle), "{e} {k}: {err}");
@@ -108,7 +108,7 @@ fn bad_settings_are_refused_naming_the_flag() {
     let mut c = cfg(4, 2);
     c.router_steps = 10;
     let err = moefy(&dense, &c, &[]).unwrap_err().to_string();
-    assert!(err.contains("--router-steps"), "{err}");
+    assert!(err.contains("router_steps = "), "{err}");
     let (moe, _) = moefy(&dense, &cfg(4, 2), &[]).unwrap();
     let err = moefy(&moe, &cfg(4, 2), &[]).unwrap_err().to_string();
     assert!(err.contains("dense"), "{err}");

@@ -301,7 +301,7 @@ fn bad_settings_are_refused_naming_the_flag() {
     let err = |c: PruneConfig| c.validate().unwrap_err().to_string();
     let mut c = config(Pattern::Unstructured, Schedule::OneShot, 0);
     c.sparsity = 1.0;
-    assert!(err(c.clone()).contains("--sparsity 1"), "{}", err(c));
+    assert!(err(c.clone()).contains("sparsity = 1"), "{}", err(c));
     let mut c = config(Pattern::Unstructured, Schedule::OneShot, 0);
     c.sparsity = -0.1;
     assert!(err(c).contains("[0, 1)"));
@@ -310,12 +310,12 @@ fn bad_settings_are_refused_naming_the_flag() {
             Pattern::parse(bad)
                 .unwrap_err()
                 .to_string()
-                .contains("--pattern"),
+                .contains("pattern = "),
             "{bad}"
         );
     }
     let c = config(Pattern::Unstructured, Schedule::Agp, 0);
-    assert!(err(c).contains("--data"));
+    assert!(err(c).contains("`data`"));
     let c = config(Pattern::NM { n: 2, m: 4 }, Schedule::Iterative, 4);
     assert!(err(c).contains("oneshot"));
     // More heads than a layer has (2 KV groups: 0.9 rounds to both).

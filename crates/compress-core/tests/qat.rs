@@ -165,7 +165,7 @@ fn fake_quant_model_forward_equals_its_packed_export() {
     let err = model
         .set_fake_quant(Some(FakeQuant::new(wq)), &["model.layers.5".into()])
         .unwrap_err();
-    assert!(err.to_string().contains("--ignore model.layers.5"), "{err}");
+    assert!(err.to_string().contains("ignore = model.layers.5"), "{err}");
 }
 
 #[test]

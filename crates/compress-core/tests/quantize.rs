@@ -100,7 +100,7 @@ fn ignore_must_name_a_layer() {
     let mut cfg = config(WeightQuant::group(4, true, 16));
     cfg.ignore = vec!["model.layers.9".into()];
     let err = quantize_model(&loaded.model, &cfg, None, Dtype::F32, Dtype::F32).unwrap_err();
-    assert!(err.to_string().contains("--ignore model.layers.9"), "{err}");
+    assert!(err.to_string().contains("ignore = model.layers.9"), "{err}");
     cfg.ignore = vec!["model.layers.1.mlp".into()];
     let q = quantize_model(&loaded.model, &cfg, None, Dtype::F32, Dtype::F32).unwrap();
     assert!(q
@@ -207,7 +207,7 @@ fn calibration_methods_need_calibration_data() {
     let mut cfg = config(WeightQuant::group(4, false, 128));
     cfg.method = Method::Gptq(GptqConfig::default());
     let err = quantize_model(&loaded.model, &cfg, None, Dtype::F32, Dtype::F32).unwrap_err();
-    assert!(err.to_string().contains("--calib"), "{err}");
+    assert!(err.to_string().contains("`calib`"), "{err}");
     let empty = Calibration::from_documents(&[vec![5]], 8, 64).unwrap_err();
     assert!(empty.to_string().contains("at least 2 tokens"), "{empty}");
 }

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args};
+use compress_core::stages::distill::config::defaults;
+
+use super::shared::{HeldOutArgs, WriteArgs};
 
 /// `--feature-loss` of `compress distill`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,16 +38,16 @@ pub struct DistillArgs {
     #[arg(long)]
     pub share_layers: Option<usize>,
     /// Weight α of the soft (teacher) term; the hard (label) term gets 1 − α.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = defaults::ALPHA)]
     pub alpha: f64,
     /// Softmax temperature T of the soft term.
-    #[arg(long = "T", visible_alias = "temperature", default_value_t = 2.0)]
+    #[arg(long = "T", visible_alias = "temperature", default_value_t = defaults::T)]
     pub temperature: f64,
     /// Training data (.txt, .json or .jsonl).
     #[arg(long)]
     pub data: PathBuf,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = defaults::STEPS)]
     pub steps: usize,
     /// Output directory (student, distill_report.json, metrics.jsonl).
     #[arg(long)]
@@ -57,38 +60,35 @@ pub struct DistillArgs {
     pub feature_loss: FeatureLoss,
     /// Layer outputs paired by the feature term: `uniform` or STUDENT:TEACHER pairs (1-based),
     /// e.g. `1:2,2:4`.
-    #[arg(long, default_value = "uniform")]
+    #[arg(long, default_value = defaults::FEATURE_LAYERS)]
     pub feature_layers: String,
     /// Keep the teacher's top-k logits of every training window in this file (built on the
     /// first run, reused after), so the teacher's logits are computed once.
     #[arg(long)]
     pub teacher_cache: Option<PathBuf>,
     /// Logits per position in --teacher-cache.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::TOP_K)]
     pub top_k: usize,
-    /// Held-out data for the teacher/student perplexities of the report.
-    #[arg(long)]
-    pub eval_data: Option<PathBuf>,
-    /// Held-out sequences to score.
-    #[arg(long, default_value_t = 32)]
-    pub eval_samples: usize,
+    /// Held-out data for the teacher/student perplexities.
+    #[command(flatten)]
+    pub held_out: HeldOutArgs,
     /// Tokens per sequence.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = defaults::SEQ_LEN)]
     pub seq_len: usize,
     /// Sequences per micro-batch.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults::BATCH_SIZE)]
     pub batch_size: usize,
     /// Micro-batches per step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::GRAD_ACCUM)]
     pub grad_accum: usize,
     /// Peak learning rate (warmup, then cosine to a tenth).
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = defaults::LR)]
     pub lr: f64,
     /// Warmup steps (default: 5% of --steps).
     #[arg(long)]
     pub warmup: Option<usize>,
     /// Checkpoint every N steps into `.<out>.distill-run` next to --out (0 = only at the end).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = defaults::CHECKPOINT_EVERY)]
     pub checkpoint_every: usize,
     /// Continue an interrupted run from its checkpoint (same flags).
     #[arg(long)]
@@ -96,13 +96,7 @@ pub struct DistillArgs {
     /// Stop after this many total steps, keeping the checkpoint (as an interruption would).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
-    /// dtype of the written student: f32, f16 or bf16 (default: the teacher's).
-    #[arg(long)]
-    pub dtype: Option<String>,
-    /// Replace a non-empty --out.
-    #[arg(long)]
-    pub overwrite: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// Output dtype (default: the teacher's), --overwrite, --json.
+    #[command(flatten)]
+    pub write: WriteArgs,
 }

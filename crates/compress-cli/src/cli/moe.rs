@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use compress_core::stages::moe::config::defaults;
+
+use super::shared::{HeldOutArgs, WriteArgs};
 
 /// `--routing` of `compress moe`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,10 +35,10 @@ pub struct MoeArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Experts per layer (the FFN neurons split evenly; the first I mod E one larger).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults::EXPERTS)]
     pub experts: usize,
     /// Experts each token runs (written to the config; --top-k on eval/generate overrides it).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults::TOP_K)]
     pub top_k: usize,
     /// How the chosen experts combine.
     #[arg(long, value_enum, default_value_t = MoeRouting::Sum)]
@@ -47,40 +50,31 @@ pub struct MoeArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Calibration sequences.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::CALIB_SAMPLES)]
     pub calib_samples: usize,
     /// Router training steps per layer (batches of 256 tokens); 0 = untrained (all experts tie).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = defaults::ROUTER_STEPS)]
     pub router_steps: usize,
     /// Router learning rate.
-    #[arg(long, default_value_t = 1e-2)]
+    #[arg(long, default_value_t = defaults::ROUTER_LR)]
     pub router_lr: f64,
     /// Balanced k-means rounds of the split.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults::KMEANS_ITERS)]
     pub kmeans_iters: usize,
     /// Fine-tune the MoE model (at --top-k) this many steps by distillation from the dense model
     /// (α 1, T 1) on --data; 0 = no fine-tuning.
     #[arg(long, default_value_t = 0)]
     pub finetune_steps: usize,
     /// Fine-tuning peak learning rate.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = defaults::FINETUNE_LR)]
     pub finetune_lr: f64,
     /// Held-out data: perplexity at several top-k, trained vs random routers.
-    #[arg(long)]
-    pub eval_data: Option<PathBuf>,
-    /// Held-out sequences to score.
-    #[arg(long, default_value_t = 32)]
-    pub eval_samples: usize,
+    #[command(flatten)]
+    pub held_out: HeldOutArgs,
     /// Tokens per calibration and evaluation sequence.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = defaults::SEQ_LEN)]
     pub seq_len: usize,
-    /// dtype of the written tensors: f32, f16 or bf16 (default: as loaded).
-    #[arg(long)]
-    pub dtype: Option<String>,
-    /// Replace a non-empty --out.
-    #[arg(long)]
-    pub overwrite: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// Output dtype, --overwrite, --json.
+    #[command(flatten)]
+    pub write: WriteArgs,
 }

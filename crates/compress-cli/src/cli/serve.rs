@@ -35,9 +35,9 @@ pub struct ServeArgs {
     /// (chat_template.jinja or tokenizer_config.json `chat_template`).
     #[arg(long)]
     pub chat_template: Option<PathBuf>,
-    /// Experts each token runs in a mixture-of-experts model (default: its config's).
-    #[arg(long)]
-    pub top_k: Option<usize>,
+    /// --top-k of MoE models.
+    #[command(flatten)]
+    pub top_k: super::TopKArg,
     /// Most tokens per engine step (decode tokens plus prompt chunks).
     #[arg(long, default_value_t = 512)]
     pub max_batched_tokens: usize,

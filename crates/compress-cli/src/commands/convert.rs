@@ -32,10 +32,7 @@ pub fn run(a: ConvertArgs, common: &Common) -> Result<()> {
     check_output_dir(&a.out, &[&a.model], a.overwrite)?;
     let device = super::device(common)?;
     let loaded = super::load(&a.model, &device)?;
-    let dtype = match &a.dtype {
-        Some(d) => super::parse_dtype(d)?,
-        None => loaded.dtype,
-    };
+    let dtype = compress_core::settings::dtype("dtype", a.dtype.as_deref(), loaded.dtype)?;
     let opts = SaveOptions {
         dtype,
         max_shard_bytes: a.max_shard_size.as_deref().map(parse_size).transpose()?,

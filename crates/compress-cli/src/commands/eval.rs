@@ -10,7 +10,7 @@ use crate::cli::{Common, EvalArgs};
 pub fn run(a: EvalArgs, common: &Common) -> Result<()> {
     let device = super::device(common)?;
     let mut loaded = super::load(&a.model, &device)?;
-    if let Some(k) = a.top_k {
+    if let Some(k) = a.top_k.top_k {
         compress_core::stages::moe::set_top_k(&mut loaded.model, k)?;
     }
     let cfg = &loaded.model.config;

@@ -72,7 +72,7 @@ pub fn run(a: ExportArgs, common: &Common) -> Result<()> {
         name: a.name.clone(),
     };
     let start = Instant::now();
-    let bar = super::progress_bar(0, "export", "tensors", common.quiet || a.json);
+    let bar = super::progress(common, a.json).bar(0, "export", "tensors");
     let report = export_gguf(&a.model, &a.out, &opts, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);

@@ -85,7 +85,7 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
         EngineKind::Burn => {
             let device = super::device(common)?;
             let mut loaded = super::load(&a.model, &device)?;
-            if let Some(k) = a.top_k {
+            if let Some(k) = a.top_k.top_k {
                 compress_core::stages::moe::set_top_k(&mut loaded.model, k)?;
             }
             if !a.ignore_eos {
@@ -102,7 +102,7 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
             }
             let mut model = Model::load(&a.model)
                 .with_context(|| format!("loading model {}", a.model.display()))?;
-            if let Some(k) = a.top_k {
+            if let Some(k) = a.top_k.top_k {
                 model.set_top_k(k)?;
             }
             let stop_tokens = if a.ignore_eos {

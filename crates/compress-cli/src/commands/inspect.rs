@@ -27,7 +27,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let hf = HfConfig::from_file(&cfg_path)?;
     let files = ModelFiles::open_dir(&a.model)?;
     let cfg = LlamaConfig::from_hf(&hf);
-    let weight_bytes = super::weight_bytes(&a.model)?;
+    let weight_bytes = compress_core::model::hf::weight_bytes(&a.model)?;
     let report = Report {
         path: a.model.display().to_string(),
         architecture: format!("{:?}", hf.architecture),

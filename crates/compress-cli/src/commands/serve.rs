@@ -20,7 +20,7 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
     }
     let mut model =
         Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
-    if let Some(k) = a.top_k {
+    if let Some(k) = a.top_k.top_k {
         model.set_top_k(k)?;
     }
     let ctx_blocks = model

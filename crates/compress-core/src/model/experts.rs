@@ -40,10 +40,8 @@ impl Experts {
     /// Sets the experts each token runs; errors unless `1 ≤ k ≤ experts`.
     pub fn set_top_k(&mut self, k: usize) -> Result<()> {
         if k == 0 || k > self.sizes.len() {
-            return Err(CoreError::Invalid(format!(
-                "--top-k {k}: need 1 to the {} experts per layer",
-                self.sizes.len()
-            )));
+            let msg = format!("need 1 to the {} experts per layer", self.sizes.len());
+            return Err(CoreError::setting("top_k", k, msg));
         }
         self.top_k = k;
         Ok(())

@@ -62,6 +62,21 @@ pub struct Checkpoint {
     pub sparsity: Option<SparsityConfig>,
 }
 
+/// Bytes of the `.safetensors` files in `dir` (a model's weights on disk).
+pub fn weight_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).map_err(|e| CoreError::io(dir, e))? {
+        let e = e.map_err(|e| CoreError::io(dir, e))?;
+        if e.file_name().to_string_lossy().ends_with(".safetensors") {
+            total += e
+                .metadata()
+                .map_err(|err| CoreError::io(e.path(), err))?
+                .len();
+        }
+    }
+    Ok(total)
+}
+
 /// Loads an HF Llama-family directory onto `device`.
 pub fn load_model(dir: &Path, device: &Device) -> Result<LoadedModel> {
     let ck = open_checkpoint(dir)?;
@@ -261,10 +276,12 @@ pub fn save_model(
     opts: &SaveOptions,
 ) -> Result<()> {
     if !matches!(opts.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
-        return Err(CoreError::Invalid(format!(
-            "--dtype {:?}: only f32, f16 and bf16 checkpoints can be saved",
-            opts.dtype
-        )));
+        let msg = "only f32, f16 and bf16 checkpoints can be saved";
+        return Err(CoreError::setting(
+            "dtype",
+            format_args!("{:?}", opts.dtype),
+            msg,
+        ));
     }
     write_dir_atomically(out, |tmp| write_model_files(model, hf_config, tmp, opts))
 }

@@ -7,8 +7,8 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Tensor};
 
 use super::experts::Experts;
+use super::fake_quant::{linear_forward, FakeQuant};
 use super::rope::Rope;
-use crate::stages::quantize::qat::{linear_forward, FakeQuant};
 
 /// Makes a trainable parameter with a stable id (so optimizer state survives save → load).
 pub fn param<const D: usize>(id: ParamId, value: Tensor<D>) -> Param<Tensor<D>> {

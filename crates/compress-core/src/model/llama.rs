@@ -37,6 +37,20 @@ pub struct LayerTaps {
 }
 
 impl DecoderLayer {
+    /// The linear named by a [`super::names::LINEARS`] suffix (e.g. `self_attn.q_proj`);
+    /// any other suffix is `mlp.down_proj`.
+    pub fn linear_mut(&mut self, suffix: &str) -> &mut burn::nn::Linear {
+        match suffix {
+            "self_attn.q_proj" => &mut self.self_attn.q_proj,
+            "self_attn.k_proj" => &mut self.self_attn.k_proj,
+            "self_attn.v_proj" => &mut self.self_attn.v_proj,
+            "self_attn.o_proj" => &mut self.self_attn.o_proj,
+            "mlp.gate_proj" => &mut self.mlp.gate_proj,
+            "mlp.up_proj" => &mut self.mlp.up_proj,
+            _ => &mut self.mlp.down_proj,
+        }
+    }
+
     /// The block's output for `x` with no cache, and the input of each of its linears.
     pub fn forward_traced(
         &self,

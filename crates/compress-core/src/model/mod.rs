@@ -3,9 +3,11 @@
 
 pub mod config;
 pub mod experts;
+pub mod fake_quant;
 pub mod hf;
 pub mod layers;
 pub mod llama;
+pub mod names;
 pub mod rope;
 pub mod weights;
 

@@ -64,7 +64,7 @@ pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
         let q = ls.num_attention_heads * cfg.head_dim;
         let kv = ls.num_key_value_heads * cfg.head_dim;
         let i = ls.intermediate_size;
-        let p = format!("model.layers.{l}");
+        let p = super::names::layer(l);
         out.push(spec(format!("{p}.input_layernorm.weight"), vec![h], Norm));
         for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
             out.push(spec(
@@ -149,6 +149,14 @@ pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Replaces a linear's weight with HF-layout `[out, inn]` values (same parameter id).
+pub fn set_weight(lin: &mut Linear, hf: &[f32], out: usize, inn: usize) {
+    let device = lin.weight.val().device();
+    let burn_layout = transpose(hf, out, inn);
+    let t = Tensor::<2>::from_data(TensorData::new(burn_layout, [inn, out]), &device);
+    lin.weight = Param::initialized(lin.weight.id, t);
 }
 
 /// HF matrices stacked by rows, or side by side (rows equal): `(rows, cols, values)`.
@@ -293,7 +301,7 @@ fn take_layer(cfg: &LlamaConfig, l: usize, src: &mut Pending) -> Result<DecoderL
         weight,
         eps: cfg.rms_norm_eps,
     };
-    let p = format!("model.layers.{l}");
+    let p = super::names::layer(l);
     let ab = cfg.attention_bias;
     Ok(DecoderLayer {
         input_layernorm: norm(src.vector(&format!("{p}.input_layernorm.weight"))?),
@@ -359,7 +367,7 @@ pub fn build_layer(
     device: &Device,
     source: &mut dyn FnMut(&TensorSpec) -> Result<Vec<f32>>,
 ) -> Result<DecoderLayer> {
-    let mut src = Pending::new(cfg, &format!("model.layers.{l}."), source, device);
+    let mut src = Pending::new(cfg, &format!("{}.", super::names::layer(l)), source, device);
     take_layer(cfg, l, &mut src)
 }
 
@@ -399,7 +407,7 @@ use crate::tensor_util::to_vec_f32 as values_of;
 
 /// Every tensor of decoder layer `l` by HF name, shape and values in HF layout.
 pub fn export_layer(layer: &DecoderLayer, l: usize) -> Vec<(TensorSpec, Vec<f32>)> {
-    let p = format!("model.layers.{l}");
+    let p = super::names::layer(l);
     let mut out = Vec::new();
     let vector = |name: String, t: Tensor<1>| {
         let v = values_of(t);

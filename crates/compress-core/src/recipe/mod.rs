@@ -2,13 +2,19 @@
 //!
 //! [`mod@format`] reads and checks the TOML file, [`state`] keeps what a run has done and the keys
 //! that let `--resume` skip unchanged stages, [`report`] renders the measured rows and the
-//! threshold checks. Running the stages and measuring the rows is the caller's part (the CLI
-//! runs each stage as its own command, so a recipe stage does exactly what the command does).
+//! threshold checks, [`stage_config`] turns each `[[stages]]` table into its stage's run config
+//! and [`mod@run`] runs them through the same `run(config)` the stage's CLI command calls, then
+//! measures the rows ([`measure`]).
 
 pub mod format;
+pub mod measure;
 pub mod report;
+pub mod run;
+pub mod stage_config;
 pub mod state;
 
 pub use format::{Recipe, Stage, Thresholds};
 pub use report::{Check, Report, Row};
+pub use run::{check, final_dir, run, RunOptions};
+pub use stage_config::{StageConfig, StageDefaults};
 pub use state::{RunState, StageRecord};

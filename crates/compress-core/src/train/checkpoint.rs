@@ -84,10 +84,8 @@ pub fn save(
 pub fn load(dir: &Path, cfg: &TrainConfig, device: &Device) -> Result<Checkpoint> {
     let state_path = dir.join(STATE_FILE);
     if !state_path.is_file() {
-        return Err(CoreError::Invalid(format!(
-            "--resume: no checkpoint at {} (missing {STATE_FILE})",
-            dir.display()
-        )));
+        let msg = format!("no checkpoint at {} (missing {STATE_FILE})", dir.display());
+        return Err(CoreError::missing("resume", msg));
     }
     let body = std::fs::read_to_string(&state_path).map_err(|e| CoreError::io(&state_path, e))?;
     let state: CheckpointState = serde_json::from_str(&body).map_err(|e| CoreError::Data {
@@ -98,11 +96,12 @@ pub fn load(dir: &Path, cfg: &TrainConfig, device: &Device) -> Result<Checkpoint
     theirs.steps = cfg.steps;
     theirs.checkpoint_every = cfg.checkpoint_every;
     if &theirs != cfg {
-        return Err(CoreError::Invalid(format!(
-            "--resume: {} was written with other training settings ({:?}); resume with the same ones",
+        let msg = format!(
+            "{} was written with other training settings ({:?}); resume with the same ones",
             state_path.display(),
             state.config
-        )));
+        );
+        return Err(CoreError::missing("resume", msg));
     }
     let loaded = load_model(dir, device)?;
     Ok(Checkpoint {

@@ -20,7 +20,9 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod combined;
+pub mod kd;
 pub mod masks;
+pub mod run;
 pub mod schedule;
 
 use std::collections::BTreeMap;
@@ -41,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CoreError, Result};
 use crate::model::{batch_tensor, LlamaModel, ModelOutput};
 pub use combined::Combined;
+pub use kd::{DistillHook, DistillLoss};
 pub use masks::ParamMasks;
 pub use schedule::WarmupCosine;
 
@@ -101,15 +104,19 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks the settings are usable.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: &str| Err(CoreError::Invalid(format!("train config: {what}")));
-        if self.steps == 0 {
-            return bad("--steps must be > 0");
+        let counts = [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("seq_len", self.seq_len),
+            ("grad_accum", self.grad_accum),
+        ];
+        for (field, n) in counts {
+            crate::settings::nonzero(field, n)?;
         }
-        if self.batch_size == 0 || self.seq_len == 0 || self.grad_accum == 0 {
-            return bad("batch size, sequence length and accumulation must be > 0");
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || self.min_lr < 0.0 || self.min_lr > self.lr {
-            return bad("need 0 <= min_lr <= lr and lr > 0");
+        crate::settings::positive("lr", self.lr)?;
+        if !(0.0..=self.lr).contains(&self.min_lr) {
+            let msg = format!("must be between 0 and `lr` {}", self.lr);
+            return Err(CoreError::setting("min_lr", self.min_lr, msg));
         }
         Ok(())
     }
@@ -312,7 +319,7 @@ pub fn train(
     cfg.validate()?;
     if windows.is_empty() {
         return Err(CoreError::Invalid(format!(
-            "no training window of {} tokens: the data is shorter than --seq-len + 1",
+            "no training window of {} tokens: the data is shorter than `seq_len` + 1",
             cfg.seq_len + 1
         )));
     }
@@ -408,7 +415,7 @@ pub fn train(
         let loss = loss_sum / cfg.grad_accum as f64;
         if !loss.is_finite() {
             return Err(CoreError::Invalid(format!(
-                "step {}: loss is {loss}; lower --lr or check the data",
+                "step {}: loss is {loss}; lower `lr` or check the data",
                 step + 1
             )));
         }
@@ -461,6 +468,17 @@ fn progress_bar(total: u64, pos: u64) -> indicatif::ProgressBar {
     );
     bar.set_position(pos);
     bar
+}
+
+/// Writes `metrics` as `dir/metrics.jsonl` (one JSON object per step), atomically.
+pub fn write_metrics(dir: &Path, metrics: &[StepMetrics]) -> Result<()> {
+    let mut body = String::new();
+    for m in metrics {
+        body.push_str(&serde_json::to_string(m).map_err(|e| CoreError::Invalid(e.to_string()))?);
+        body.push('\n');
+    }
+    let path = dir.join("metrics.jsonl");
+    compress_format::atomic::write_atomic(&path, body.as_bytes()).map_err(CoreError::from)
 }
 
 /// Reads a metrics JSONL file.

@@ -18,25 +18,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use compress_format::safetensors::{write_safetensors, Dtype, SafetensorsFile, TensorOut};
 
 use crate::error::{CoreError, Result};
 use crate::model::{batch_tensor, LlamaModel};
 use crate::tensor_util::{to_vec_f32, top_k_indices};
+pub use crate::train::kd::TopK;
+use crate::train::kd::TopKSource;
 
 const FORMAT: &str = "compress-teacher-topk";
-
-/// A teacher given by its top-k logits per position.
-#[derive(Clone, Debug)]
-pub struct TopK {
-    /// Vocabulary ids `[batch, seq, k]`.
-    pub ids: Tensor<3, Int>,
-    /// Raw logits at those ids `[batch, seq, k]`.
-    pub logits: Tensor<3>,
-    /// `logsumexp(z / T)` over the whole vocabulary `[batch, seq]`.
-    pub lse: Tensor<2>,
-}
 
 /// Top-k teacher logits for each position of each training window.
 #[derive(Clone, Debug)]
@@ -84,9 +75,8 @@ impl TopKCache {
     ) -> Result<Self> {
         let vocab = teacher.config.vocab_size;
         if k == 0 || k > vocab {
-            return Err(CoreError::Invalid(format!(
-                "--top-k {k}: must be in 1..={vocab} (the teacher's vocabulary)"
-            )));
+            let msg = format!("must be in 1..={vocab} (the teacher's vocabulary)");
+            return Err(CoreError::setting("top_k", k, msg));
         }
         let device = teacher.embed_tokens.weight.val().device();
         let mut indices = Vec::with_capacity(windows.len() * seq_len * k);
@@ -190,7 +180,7 @@ impl TopKCache {
             let have = get(key)?;
             if have != want {
                 return Err(bad(format!(
-                    "built with {key} = {have}, this run has {want}; delete it or pass another --teacher-cache"
+                    "built with {key} = {have}, this run has {want}; delete it or give another `teacher_cache`"
                 )));
             }
         }
@@ -252,5 +242,11 @@ impl TopKCache {
             logits: Tensor::from_data(TensorData::new(vals, shape), device),
             lse: Tensor::from_data(TensorData::new(lse, [rows.len(), self.seq_len]), device),
         }
+    }
+}
+
+impl TopKSource for TopKCache {
+    fn batch(&self, rows: &[usize], device: &Device) -> TopK {
+        TopKCache::batch(self, rows, device)
     }
 }

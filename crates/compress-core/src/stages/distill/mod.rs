@@ -1,19 +1,21 @@
 //! Knowledge distillation from a frozen teacher into a smaller student.
 //!
 //! * [`loss`]: `L = α · T² · KL(p_t^T ‖ q_s^T) + (1 − α) · CE(labels, q_s)`, masked on padding,
-//!   with a top-k variant for cached teachers;
+//!   with a top-k variant for cached teachers ([`crate::train::kd`] owns it: pruning and QAT
+//!   train against teachers too);
 //! * [`features`]: MSE/cosine between mapped hidden states, with learned projections where
-//!   widths differ;
+//!   widths differ (also in [`crate::train::kd`]);
 //! * [`student`]: students derived from the teacher (fewer layers, narrower, shared blocks);
 //! * [`cache`]: the teacher's top-k logits on disk, so a big teacher runs once;
 //! * [`hook`]: the trainer hook that puts the teacher in the loop;
 //! * [`distill`] runs it all on the foundation trainer and reports teacher vs student.
 
 pub mod cache;
-pub mod features;
-pub mod hook;
-pub mod loss;
+pub mod config;
+pub mod run;
 pub mod student;
+
+pub use crate::train::kd::{features, hook, loss};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,10 +25,11 @@ use compress_format::hf_config::HfConfig;
 use compress_format::safetensors::Dtype;
 use serde::Serialize;
 
+pub use crate::train::kd::{DistillHook, DistillLoss, DistillParts};
+pub use crate::train::kd::{FeatureConfig, FeatureDistance, FeatureProjector};
 pub use cache::TopKCache;
-pub use features::{FeatureConfig, FeatureDistance, FeatureProjector};
-pub use hook::DistillHook;
-pub use loss::{DistillLoss, DistillParts};
+pub use config::DistillRunConfig;
+pub use run::{run, DistillRunReport};
 pub use student::StudentSpec;
 
 use crate::error::{CoreError, Result};
@@ -228,7 +231,14 @@ pub fn distill(
         )),
         _ => None,
     };
-    let mut hook = DistillHook::new(teacher, device, cfg.loss, cache.as_ref().map(|c| &c.0 .0));
+    let mut hook = DistillHook::new(
+        teacher,
+        device,
+        cfg.loss,
+        cache
+            .as_ref()
+            .map(|c| &c.0 .0 as &dyn crate::train::kd::TopKSource),
+    );
     if let Some(f) = &cfg.features {
         hook = hook.with_features(f.clone(), student.config.hidden_size, cfg.train.seed);
     }

@@ -15,6 +15,7 @@ use compress_format::hf_config::LayerShape;
 use serde::Serialize;
 
 use crate::error::{CoreError, Result};
+use crate::model::names;
 use crate::model::weights::{build_from_map, tensor_map};
 use crate::model::LlamaModel;
 use crate::stages::prune::structured::{prune_heads, prune_neurons};
@@ -34,10 +35,10 @@ pub enum StudentSpec {
 }
 
 impl StudentSpec {
-    /// Parses `--student-layers`: a count `N` (evenly spaced) or a comma list of depths, checked
+    /// Parses `student_layers`: a count `N` (evenly spaced) or a comma list of depths, checked
     /// against a teacher of `teacher_layers` blocks.
     pub fn parse_layers(s: &str, teacher_layers: usize) -> Result<Self> {
-        let bad = |msg: String| CoreError::Invalid(format!("--student-layers {s}: {msg}"));
+        let bad = |msg: String| CoreError::setting("student_layers", s, msg);
         if !s.contains(',') {
             let n: usize = s
                 .trim()
@@ -72,24 +73,30 @@ impl StudentSpec {
         Ok(Self::Layers(list))
     }
 
-    /// Checks `--student-width F`: in (0, 1).
+    /// Checks `student_width` F: in (0, 1).
     pub fn width(f: f64) -> Result<Self> {
         if !(f > 0.0 && f < 1.0) {
-            return Err(CoreError::Invalid(format!(
-                "--student-width {f}: must be in (0, 1) (the fraction of each layer's heads and \
-                 neurons the student keeps; it cannot be wider than the teacher)"
-            )));
+            return Err(CoreError::setting(
+                "student_width",
+                f,
+                "must be in (0, 1) (the fraction of each layer's heads and \
+                 neurons the student keeps; it cannot be wider than the teacher)",
+            ));
         }
         Ok(Self::Width(f))
     }
 
-    /// Checks `--share-layers K` against a teacher of `teacher_layers` blocks.
+    /// Checks `share_layers` K against a teacher of `teacher_layers` blocks.
     pub fn shared(k: usize, teacher_layers: usize) -> Result<Self> {
         if k == 0 || k >= teacher_layers {
-            return Err(CoreError::Invalid(format!(
-                "--share-layers {k}: needs 1 to {} distinct blocks for the teacher's {teacher_layers} layers",
-                teacher_layers.saturating_sub(1)
-            )));
+            return Err(CoreError::setting(
+                "share_layers",
+                k,
+                format!(
+                    "needs 1 to {} distinct blocks for the teacher's {teacher_layers} layers",
+                    teacher_layers.saturating_sub(1)
+                ),
+            ));
         }
         Ok(Self::Shared(k))
     }
@@ -152,15 +159,16 @@ pub fn keep_layers(teacher: &LlamaModel, keep: &[usize]) -> Result<LlamaModel> {
 pub fn share_layers(teacher: &LlamaModel, k: usize) -> Result<LlamaModel> {
     let total = teacher.config.num_layers;
     if k == 0 || k >= total {
-        return Err(CoreError::Invalid(format!(
-            "--share-layers {k}: needs 1 to {} blocks",
-            total.saturating_sub(1)
-        )));
+        return Err(CoreError::setting(
+            "share_layers",
+            k,
+            format!("needs 1 to {} blocks", total.saturating_sub(1)),
+        ));
     }
     if !teacher.config.layer_shapes.is_empty() || teacher.config.shared_layers > 0 {
-        return Err(CoreError::Invalid(
-            "--share-layers: the teacher's layers must all have one shape and none be shared"
-                .into(),
+        return Err(CoreError::missing(
+            "share_layers",
+            "the teacher's layers must all have one shape and none be shared",
         ));
     }
     let mut cfg = teacher.config.clone();
@@ -176,8 +184,9 @@ pub fn share_layers(teacher: &LlamaModel, k: usize) -> Result<LlamaModel> {
 pub fn narrow(teacher: &LlamaModel, f: f64, calib: &[Vec<u32>]) -> Result<LlamaModel> {
     StudentSpec::width(f)?;
     if teacher.config.shared_layers > 0 {
-        return Err(CoreError::Invalid(
-            "--student-width of a model with shared layers is not supported".into(),
+        return Err(CoreError::missing(
+            "student_width",
+            "of a model with shared layers is not supported",
         ));
     }
     let cfg = &teacher.config;
@@ -198,14 +207,18 @@ pub fn narrow(teacher: &LlamaModel, f: f64, calib: &[Vec<u32>]) -> Result<LlamaM
     );
     let (cut_heads, cut_neurons) = (drops(kv) > 0, drops(neurons) > 0);
     if drops(kv) >= kv && kv > 0 || drops(neurons) >= neurons {
-        return Err(CoreError::Invalid(format!(
-            "--student-width {f}: would leave a layer with no head group or neuron"
-        )));
+        return Err(CoreError::setting(
+            "student_width",
+            f,
+            "would leave a layer with no head group or neuron",
+        ));
     }
     if !cut_heads && !cut_neurons {
-        return Err(CoreError::Invalid(format!(
-            "--student-width {f}: keeps every head group and neuron of the teacher"
-        )));
+        return Err(CoreError::setting(
+            "student_width",
+            f,
+            "keeps every head group and neuron of the teacher",
+        ));
     }
     let mut tensors = tensor_map(teacher);
     let mut shape = cfg.clone();
@@ -231,7 +244,7 @@ fn renumber(tensors: &mut std::collections::HashMap<String, Vec<f32>>, keep: &[u
             .expect("layer tensor names have a suffix");
         let l: usize = idx.parse().expect("layer index");
         if let Some(i) = keep.iter().position(|&k| k == l) {
-            tensors.insert(format!("model.layers.{i}.{tail}"), v);
+            tensors.insert(names::in_layer(i, tail), v);
         }
     }
 }

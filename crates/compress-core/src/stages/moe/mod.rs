@@ -8,8 +8,13 @@
 //! (the chosen experts' outputs added, unweighted) top-k = E is the dense model exactly. The
 //! format is in `compress_format::hf_config::moe`.
 
+pub mod config;
 pub mod router;
+pub mod run;
 pub mod split;
+
+pub use config::MoeRunConfig;
+pub use run::{run, MoeRunReport};
 
 use std::collections::HashMap;
 
@@ -17,14 +22,14 @@ use burn::tensor::Device;
 use compress_format::hf_config::moe::{expert_sizes, MoeConfig, Routing};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::model::weights::{build_from_map, normal, tensor_map};
-use crate::model::LlamaModel;
+use crate::model::{names, LlamaModel};
 
 /// What the neurons are clustered by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitBy {
     /// Their weights: `gate_proj` row ⊕ `up_proj` row.
@@ -56,19 +61,15 @@ pub struct MoeStageConfig {
 }
 
 impl MoeStageConfig {
-    /// Checks the settings against a layer of `intermediate` neurons; errors name the flag.
+    /// Checks the settings against a layer of `intermediate` neurons; errors name the field.
     pub fn validate(&self, intermediate: usize) -> Result<()> {
         if self.experts < 2 || self.experts > intermediate {
-            return Err(CoreError::Invalid(format!(
-                "--experts {}: need 2 to the {intermediate} FFN neurons per layer",
-                self.experts
-            )));
+            let msg = format!("need 2 to the {intermediate} FFN neurons per layer");
+            return Err(CoreError::setting("experts", self.experts, msg));
         }
         if self.top_k == 0 || self.top_k > self.experts {
-            return Err(CoreError::Invalid(format!(
-                "--top-k {}: need 1 to --experts {}",
-                self.top_k, self.experts
-            )));
+            let msg = format!("need 1 to `experts` {}", self.experts);
+            return Err(CoreError::setting("top_k", self.top_k, msg));
         }
         Ok(())
     }
@@ -102,14 +103,12 @@ pub fn moefy(
     }
     cfg.validate(mc.intermediate_size)?;
     if cfg.split == SplitBy::Activations && calib.is_empty() {
-        return Err(CoreError::Invalid(
-            "--split activations: needs calibration data (--data)".into(),
-        ));
+        let msg = "needs calibration data (`data`)";
+        return Err(CoreError::setting("split", "activations", msg));
     }
     if cfg.router_steps > 0 && calib.is_empty() {
-        return Err(CoreError::Invalid(
-            "--router-steps: training routers needs calibration data (--data)".into(),
-        ));
+        let msg = "training routers needs calibration data (`data`)";
+        return Err(CoreError::setting("router_steps", cfg.router_steps, msg));
     }
     let (h, i) = (mc.hidden_size, mc.intermediate_size);
     let sizes = expert_sizes(i, cfg.experts);
@@ -120,7 +119,7 @@ pub fn moefy(
     let mut dense = tensor_map(model);
     let mut tensors: HashMap<String, Vec<f32>> = HashMap::new();
     for l in 0..mc.num_layers {
-        let p = format!("model.layers.{l}.mlp");
+        let p = names::in_layer(l, "mlp");
         let take = |t: &mut HashMap<String, Vec<f32>>, n: &str| {
             t.remove(&format!("{p}.{n}.weight"))
                 .ok_or_else(|| CoreError::Invalid(format!("tensor `{p}.{n}.weight` missing")))
@@ -205,7 +204,7 @@ pub fn moefy(
                 cfg.seed ^ l as u64,
                 &device,
             )?;
-            t.insert(format!("model.layers.{l}.mlp.gate.weight"), r.weight);
+            t.insert(format!("{}.weight", names::router(l)), r.weight);
             reports[l].router_accuracy = Some(r.accuracy);
         }
         moe = build_from_map(&config, &mut t, &device)?;
@@ -217,9 +216,8 @@ pub fn moefy(
 /// Sets the experts each token runs in every layer (and the config), e.g. `--top-k` at load time.
 pub fn set_top_k(model: &mut LlamaModel, k: usize) -> Result<()> {
     let Some(m) = model.config.moe.as_mut() else {
-        return Err(CoreError::Invalid(format!(
-            "--top-k {k}: the model has no experts (num_experts is not in its config.json)"
-        )));
+        let msg = "the model has no experts (num_experts is not in its config.json)";
+        return Err(CoreError::setting("top_k", k, msg));
     };
     for layer in model.layers.iter_mut() {
         if let Some(e) = layer.mlp.experts.as_mut() {
@@ -236,7 +234,7 @@ pub fn random_routers(model: &LlamaModel, seed: u64) -> Result<LlamaModel> {
     let mut t = tensor_map(model);
     let mut rng = StdRng::seed_from_u64(seed);
     for l in 0..model.config.num_layers {
-        if let Some(w) = t.get_mut(&format!("model.layers.{l}.mlp.gate.weight")) {
+        if let Some(w) = t.get_mut(&format!("{}.weight", names::router(l))) {
             w.iter_mut().for_each(|v| *v = normal(&mut rng));
         }
     }

@@ -32,7 +32,7 @@ pub fn linear_names(num_layers: usize) -> Vec<String> {
             "mlp.up_proj",
             "mlp.down_proj",
         ] {
-            out.push(format!("model.layers.{l}.{p}.weight"));
+            out.push(crate::model::names::in_layer(l, &format!("{p}.weight")));
         }
     }
     out
@@ -186,10 +186,15 @@ pub fn select(
         (Pattern::NM { n, m: group }, _) => {
             for s in matrices {
                 if s.cols % group != 0 {
-                    return Err(CoreError::Invalid(format!(
-                        "--pattern {n}:{group}: {} has {} inputs, not a multiple of {group}",
+                    let msg = format!(
+                        "{} has {} inputs, not a multiple of {group}",
                         s.name, s.cols
-                    )));
+                    );
+                    return Err(CoreError::setting(
+                        "pattern",
+                        format_args!("{n}:{group}"),
+                        msg,
+                    ));
                 }
                 let mut keep = vec![true; s.scores.len()];
                 for g0 in (0..s.scores.len()).step_by(group) {

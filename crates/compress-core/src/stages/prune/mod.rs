@@ -14,7 +14,9 @@
 //! Retraining uses the language-model loss; distillation from the unpruned model is not wired
 //! in yet.
 
+pub mod config;
 pub mod masks;
+pub mod run;
 pub mod schedule;
 pub mod structured;
 pub mod wanda;
@@ -25,7 +27,7 @@ use burn::tensor::Device;
 use compress_format::hf_config::HfConfig;
 use compress_format::pack_quantized::SparsityConfig;
 use compress_format::safetensors::Dtype;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::eval::evaluate;
@@ -33,9 +35,12 @@ use crate::model::hf::{write_model_files, SaveOptions};
 use crate::model::weights::{build_from_map, tensor_map, tensor_specs};
 use crate::model::{LlamaConfig, LlamaModel};
 use crate::outdir::write_dir_atomically;
-use crate::stages::distill::{DistillHook, DistillLoss};
-use crate::train::{train, Combined, NoHook, RunDir, StepMetrics, TrainConfig};
+use crate::train::{
+    train, Combined, DistillHook, DistillLoss, NoHook, RunDir, StepMetrics, TrainConfig,
+};
+pub use config::PruneRunConfig;
 pub use masks::{LayerSparsity, Masks};
+pub use run::{run, PruneRunReport};
 pub use schedule::{MaskHook, MaskUpdate, Pruner};
 pub use structured::LayerUnits;
 pub use wanda::InputNorms;
@@ -67,17 +72,21 @@ impl Pattern {
             "neurons" => Ok(Self::Neurons),
             _ => {
                 let bad = || {
-                    CoreError::Invalid(format!(
-                        "--pattern {s}: expected unstructured, N:M (e.g. 2:4), heads or neurons"
-                    ))
+                    CoreError::setting(
+                        "pattern",
+                        s,
+                        "expected unstructured, N:M (e.g. 2:4), heads or neurons",
+                    )
                 };
                 let (n, m) = s.split_once(':').ok_or_else(bad)?;
                 let (n, m): (usize, usize) =
                     (n.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
                 if n == 0 || n >= m {
-                    return Err(CoreError::Invalid(format!(
-                        "--pattern {s}: N:M needs 0 < N < M (N of every M inputs are pruned)"
-                    )));
+                    return Err(CoreError::setting(
+                        "pattern",
+                        s,
+                        "N:M needs 0 < N < M (N of every M inputs are pruned)",
+                    ));
                 }
                 Ok(Self::NM { n, m })
             }
@@ -101,7 +110,8 @@ impl Pattern {
 }
 
 /// Where sparsity is counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all(deserialize = "lowercase"))]
 pub enum Scope {
     /// Each matrix (heads/neurons: each layer) gets the target sparsity.
     Layer,
@@ -110,7 +120,8 @@ pub enum Scope {
 }
 
 /// How weights are ranked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all(deserialize = "lowercase"))]
 pub enum Criterion {
     /// `|w|`.
     Magnitude,
@@ -119,7 +130,8 @@ pub enum Criterion {
 }
 
 /// When pruning happens relative to retraining.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all(deserialize = "lowercase"))]
 pub enum Schedule {
     /// Once, then retrain.
     OneShot,
@@ -153,48 +165,53 @@ pub struct PruneConfig {
 }
 
 impl PruneConfig {
-    /// Checks the settings are consistent, with errors that name the flag.
+    /// Checks the settings are consistent, with errors that name the field (the recipe key).
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(CoreError::Invalid(m));
+        let bad = |field: &str, value: String, m: String| Err(CoreError::setting(field, value, m));
         if !(0.0..1.0).contains(&self.sparsity) || !self.sparsity.is_finite() {
-            return bad(format!("--sparsity {}: must be in [0, 1)", self.sparsity));
+            let s = self.sparsity.to_string();
+            return bad("sparsity", s, "must be in [0, 1)".into());
         }
         if self.rounds == 0 {
-            return bad("--rounds 0: must be > 0".into());
+            return bad("rounds", "0".into(), "must be > 0".into());
         }
         if let Pattern::NM { n, m } = self.pattern {
             let implied = n as f64 / m as f64;
             if self.sparsity != 0.0 && (self.sparsity - implied).abs() > 1e-9 {
-                return bad(format!(
-                    "--sparsity {} contradicts --pattern {n}:{m} (which prunes {implied})",
-                    self.sparsity
-                ));
+                return bad(
+                    "sparsity",
+                    self.sparsity.to_string(),
+                    format!("contradicts `pattern` {n}:{m} (which prunes {implied})"),
+                );
             }
         }
         let fixed_mask = matches!(self.pattern, Pattern::NM { .. }) || self.pattern.is_structured();
         if fixed_mask && self.schedule != Schedule::OneShot {
-            return bad(format!(
-                "--pattern {} prunes once; use --schedule oneshot (with --retrain-steps to retrain)",
-                self.pattern.name()
-            ));
+            return bad(
+                "pattern",
+                self.pattern.name(),
+                "prunes once; use `schedule` oneshot (with `retrain_steps` to retrain)".into(),
+            );
         }
         if self.scope == Scope::Global && matches!(self.pattern, Pattern::NM { .. }) {
-            return bad("--scope global: N:M groups are per row; use --scope layer".into());
+            let msg = "N:M groups are per row; use `scope` layer".into();
+            return bad("scope", "global".into(), msg);
         }
         if self.schedule != Schedule::OneShot && self.retrain.is_none() {
-            return bad(format!(
-                "--schedule {:?}: retrains between pruning steps; give --data and --retrain-steps",
-                self.schedule
-            )
-            .to_lowercase());
+            return bad(
+                "schedule",
+                format!("{:?}", self.schedule).to_lowercase(),
+                "retrains between pruning steps; give `data` and `retrain_steps`".into(),
+            );
         }
         if let Some(t) = &self.retrain {
             t.validate()?;
             if self.schedule == Schedule::Agp && t.steps < 2 * self.rounds {
-                return bad(format!(
-                    "--schedule agp: --retrain-steps {} is fewer than 2 × --rounds {}",
-                    t.steps, self.rounds
-                ));
+                return bad(
+                    "retrain_steps",
+                    t.steps.to_string(),
+                    format!("fewer than 2 × `rounds` {} (`schedule` agp)", self.rounds),
+                );
             }
         }
         Ok(())
@@ -324,14 +341,17 @@ pub fn prune(
         )));
     }
     if cfg.retrain.is_some() && data.train.is_empty() {
-        return Err(CoreError::Invalid(
-            "retraining needs data: give --data (or set --retrain-steps 0)".into(),
+        return Err(CoreError::missing(
+            "data",
+            "retraining needs data (or set `retrain_steps` 0)",
         ));
     }
     let norms = match cfg.criterion {
         Criterion::Wanda if data.calib.is_empty() => {
-            return Err(CoreError::Invalid(
-                "--criterion wanda: needs calibration data (--calib or --data)".into(),
+            return Err(CoreError::setting(
+                "criterion",
+                "wanda",
+                "needs calibration data (`calib` or `data`)",
             ))
         }
         Criterion::Wanda => Some(InputNorms::collect(&model, data.calib, 4)?),

@@ -25,6 +25,7 @@ use compress_format::hf_config::LayerShape;
 use super::wanda::InputNorms;
 use super::Scope;
 use crate::error::{CoreError, Result};
+use crate::model::names;
 use crate::model::LlamaConfig;
 
 /// What one layer kept.
@@ -95,15 +96,14 @@ fn take_cols(w: &[f32], cols: usize, block: usize, kept: &[usize]) -> Vec<f32> {
 fn drop_count(s: f64, units: usize, what: &str) -> Result<usize> {
     let drop = (s * units as f64).round() as usize;
     if drop == 0 {
-        return Err(CoreError::Invalid(format!(
-            "--sparsity {s}: removes no {what} (a layer has {units}; use at least {:.4})",
-            0.5 / units as f64
-        )));
+        let least = 0.5 / units as f64;
+        let msg = format!("removes no {what} (a layer has {units}; use at least {least:.4})");
+        return Err(CoreError::setting("sparsity", s, msg));
     }
     if drop >= units {
-        return Err(CoreError::Invalid(format!(
-            "--sparsity {s}: would prune {drop} of the {units} {what} a layer has; at least one must stay"
-        )));
+        let msg =
+            format!("would prune {drop} of the {units} {what} a layer has; at least one must stay");
+        return Err(CoreError::setting("sparsity", s, msg));
     }
     Ok(drop)
 }
@@ -126,10 +126,11 @@ fn choose(scores: &[Vec<f64>], s: f64, scope: Scope, what: &str) -> Result<Vec<V
     let total: usize = scores.iter().map(Vec::len).sum();
     let drop = (s * total as f64).round() as usize;
     if drop == 0 || drop > total - scores.len() {
-        return Err(CoreError::Invalid(format!(
-            "--sparsity {s} --scope global: would prune {drop} of the {total} {what} of the model; \
-             at least one per layer must stay and at least one must go"
-        )));
+        let msg = format!(
+            "with `scope` global would prune {drop} of the {total} {what} of the model; at least \
+             one per layer must stay and at least one must go"
+        );
+        return Err(CoreError::setting("sparsity", s, msg));
     }
     let mut all: Vec<(f64, usize, usize)> = scores
         .iter()
@@ -180,7 +181,7 @@ pub fn prune_heads(
     norms: Option<&InputNorms>,
 ) -> Result<(LlamaConfig, Vec<LayerUnits>)> {
     let (h, hd) = (cfg.hidden_size, cfg.head_dim);
-    let name = |l: usize, x: &str| format!("model.layers.{l}.self_attn.{x}");
+    let name = |l: usize, x: &str| names::in_layer(l, &format!("self_attn.{x}"));
     let n = |l: usize, x: &str| norms.and_then(|n| n.norms.get(&name(l, x)).map(Vec::as_slice));
     let mut scores = Vec::new();
     for l in 0..cfg.num_layers {
@@ -266,7 +267,7 @@ pub fn prune_neurons(
     norms: Option<&InputNorms>,
 ) -> Result<(LlamaConfig, Vec<LayerUnits>)> {
     let h = cfg.hidden_size;
-    let name = |l: usize, x: &str| format!("model.layers.{l}.mlp.{x}.weight");
+    let name = |l: usize, x: &str| names::in_layer(l, &format!("mlp.{x}.weight"));
     let n = |l: usize, x: &str| norms.and_then(|n| n.norms.get(&name(l, x)).map(Vec::as_slice));
     let mut scores = Vec::new();
     for l in 0..cfg.num_layers {

@@ -42,7 +42,7 @@ impl InputNorms {
                 .forward(batch_tensor(&samples[i..j], &device));
             for (l, layer) in model.layers.iter().enumerate() {
                 let (out, taps) = layer.forward_traced(x, &cos, &sin);
-                let p = format!("model.layers.{l}");
+                let p = crate::model::names::layer(l);
                 for proj in ["q_proj", "k_proj", "v_proj"] {
                     add(format!("{p}.self_attn.{proj}.weight"), taps.attn_in.clone());
                 }

@@ -21,10 +21,10 @@ use compress_format::safetensors::Dtype;
 
 use super::mse::MseConfig;
 use super::rtn::quantize_rtn;
-use super::sequential::{linear_mut, LINEARS};
 use crate::error::{CoreError, Result};
 use crate::model::layers::RmsNorm;
 use crate::model::llama::DecoderLayer;
+use crate::model::names::LINEARS;
 use crate::model::weights::transpose;
 use crate::tensor_util::{scalar_f64, to_vec_f32};
 
@@ -197,7 +197,7 @@ pub(crate) fn apply_layer(
         );
         let weights: Vec<(Vec<f32>, usize, usize)> = quantized
             .iter()
-            .map(|&i| hf_weight(linear_mut(layer, LINEARS[i].0)))
+            .map(|&i| hf_weight(layer.linear_mut(LINEARS[i].0)))
             .collect();
         let mean_abs = st.mean_abs();
         let mut best = (f64::INFINITY, vec![1.0; width]);
@@ -214,7 +214,7 @@ pub(crate) fn apply_layer(
         }
         let s = Tensor::<1>::from_data(TensorData::new(best.1, [width]), device);
         for &i in &members {
-            scale_inputs(linear_mut(layer, LINEARS[i].0), &s);
+            scale_inputs(layer.linear_mut(LINEARS[i].0), &s);
         }
         // An MoE router reads the same normed FFN input: it gets the scales too, so every
         // token keeps its routing.
@@ -228,13 +228,13 @@ pub(crate) fn apply_layer(
                 let norm = get(layer);
                 norm.weight = Param::initialized(norm.weight.id, norm.weight.val() / s.clone());
             }
-            Prev::Linear(name) => divide_outputs(linear_mut(layer, name), &s),
+            Prev::Linear(name) => divide_outputs(layer.linear_mut(name), &s),
         }
         // As AutoAWQ: q/k feed attention scores, where clipping outliers hurts; the rest clip.
         if cfg.clip && !matches!(wq.strategy, QuantStrategy::Tensor) {
             let scaled_x = to_vec_f32(x / s.unsqueeze_dim::<2>(0));
             for &i in quantized.iter().filter(|&&i| i >= 2) {
-                let (w, out, inn) = hf_weight(linear_mut(layer, LINEARS[i].0));
+                let (w, out, inn) = hf_weight(layer.linear_mut(LINEARS[i].0));
                 let c = super::clip::search_output_clip(
                     &w,
                     out,

@@ -16,9 +16,9 @@ use compress_format::safetensors::Dtype;
 use super::gptq::{gptq_quantize, GptqConfig, Hessian};
 use super::ignored;
 use super::rtn::quantize_rtn;
-use super::sequential::set_weight;
 use crate::error::{CoreError, Result};
 use crate::model::llama::DecoderLayer;
+use crate::model::weights::set_weight;
 use crate::model::weights::transpose;
 use crate::tensor_util::to_vec_f32;
 
@@ -111,7 +111,7 @@ pub(crate) fn quantize_experts(
     let mut out = Vec::new();
     let mut start = 0;
     for (e, &n) in sizes.iter().enumerate() {
-        let name = |proj: &str| format!("model.layers.{l}.mlp.experts.{e}.{proj}");
+        let name = |proj: &str| crate::model::names::expert(l, e, proj);
         for (proj, m) in [("gate_proj", &mut gate), ("up_proj", &mut up)] {
             let nm = name(proj);
             if ignored(&nm, ignore) {

@@ -24,10 +24,11 @@ impl QuantRange {
     /// The range of `bits` (2..=8) bits.
     pub fn new(bits: u8) -> Self {
         assert!((2..=8).contains(&bits), "bits {bits} outside 2..=8");
-        let half = 1i32 << (bits - 1);
+        // The scheme owns the code range (the packing offset is −qmin).
+        let scheme = compress_format::pack_quantized::WeightQuant::tensor(bits, true);
         Self {
-            qmin: -half,
-            qmax: half - 1,
+            qmin: scheme.qmin(),
+            qmax: scheme.qmax(),
         }
     }
 }

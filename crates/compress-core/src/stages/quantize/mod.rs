@@ -13,12 +13,14 @@
 
 pub mod awq;
 pub mod clip;
+pub mod config;
 mod experts;
 pub mod gptq;
 pub mod math;
 pub mod mse;
 pub mod qat;
 pub mod rtn;
+pub mod run;
 pub mod sequential;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,8 @@ use crate::model::weights::{tensor_specs, TensorKind, TensorSpec};
 use crate::model::{LlamaConfig, LlamaModel};
 use crate::outdir::write_dir_atomically;
 
+pub use config::{QuantMethod, QuantizeRunConfig};
+pub use run::{run, QuantizeReport};
 pub use sequential::{quantize_sequential, Calibration, ModelSource};
 
 /// How each weight matrix is rounded.
@@ -144,15 +148,14 @@ pub(crate) fn check_ignore(cfg: &LlamaConfig, extra: &[String]) -> Result<Vec<St
         .collect();
     for i in extra {
         if !linears.iter().any(|n| ignored(n, std::slice::from_ref(i))) {
-            return Err(CoreError::Invalid(format!(
-                "--ignore {i}: names no linear layer (e.g. model.layers.0.mlp.down_proj)"
-            )));
+            let msg = "names no linear layer (e.g. model.layers.0.mlp.down_proj)";
+            return Err(CoreError::setting("ignore", i, msg));
         }
     }
     let mut ignore = vec!["lm_head".to_string()];
     // Mixture-of-experts routers stay in float, as every MoE checkpoint keeps them.
     if cfg.moe.is_some() {
-        ignore.extend((0..cfg.stored_layers()).map(|l| format!("model.layers.{l}.mlp.gate")));
+        ignore.extend((0..cfg.stored_layers()).map(crate::model::names::router));
     }
     ignore.extend(extra.iter().cloned());
     Ok(ignore)

@@ -10,7 +10,7 @@
 //! advance through the quantized layer.
 
 use burn::module::Param;
-use burn::nn::{Embedding, Linear};
+use burn::nn::Embedding;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -21,6 +21,7 @@ use super::{ignored, layer_report, mse, rtn, Method, QuantizeConfig, QuantizedMo
 use crate::error::{CoreError, Result};
 use crate::model::hf::Checkpoint;
 use crate::model::llama::{DecoderLayer, LayerTaps};
+use crate::model::names::{self, LINEARS};
 use crate::model::rope::Rope;
 use crate::model::weights::{
     build_layer, export_layer, export_outer, tensor_specs, TensorKind, TensorSpec,
@@ -69,7 +70,7 @@ impl ModelSource<'_> {
         match self {
             ModelSource::Model(m) => Ok(export_layer(&m.layers[l], l)),
             ModelSource::Checkpoint(ck, _) => {
-                let prefix = format!("model.layers.{l}.");
+                let prefix = format!("{}.", names::layer(l));
                 let specs: Vec<TensorSpec> = tensor_specs(&ck.config)
                     .into_iter()
                     .filter(|s| s.name.starts_with(&prefix))
@@ -141,9 +142,12 @@ impl Calibration {
     /// (documents shorter than `seq_len` are used whole when nothing longer exists).
     pub fn from_documents(docs: &[Vec<u32>], samples: usize, seq_len: usize) -> Result<Self> {
         if samples == 0 || seq_len < 2 {
-            return Err(CoreError::Invalid(format!(
-                "calibration needs ≥ 1 sample of ≥ 2 tokens (got --calib-samples {samples}, --seq-len {seq_len})"
-            )));
+            let (field, value) = match samples {
+                0 => ("calib_samples", samples),
+                _ => ("seq_len", seq_len),
+            };
+            let msg = "calibration needs ≥ 1 sample of ≥ 2 tokens";
+            return Err(CoreError::setting(field, value, msg));
         }
         let mut rows = crate::data::chunk(docs, seq_len, seq_len);
         if rows.is_empty() {
@@ -180,38 +184,6 @@ impl Calibration {
     }
 }
 
-/// The linears of a decoder layer by HF suffix, with the index of the tap feeding each.
-pub(crate) const LINEARS: [(&str, usize); 7] = [
-    ("self_attn.q_proj", 0),
-    ("self_attn.k_proj", 0),
-    ("self_attn.v_proj", 0),
-    ("self_attn.o_proj", 1),
-    ("mlp.gate_proj", 2),
-    ("mlp.up_proj", 2),
-    ("mlp.down_proj", 3),
-];
-
-/// The linear of `layer` named by a [`LINEARS`] suffix.
-pub(crate) fn linear_mut<'a>(layer: &'a mut DecoderLayer, suffix: &str) -> &'a mut Linear {
-    match suffix {
-        "self_attn.q_proj" => &mut layer.self_attn.q_proj,
-        "self_attn.k_proj" => &mut layer.self_attn.k_proj,
-        "self_attn.v_proj" => &mut layer.self_attn.v_proj,
-        "self_attn.o_proj" => &mut layer.self_attn.o_proj,
-        "mlp.gate_proj" => &mut layer.mlp.gate_proj,
-        "mlp.up_proj" => &mut layer.mlp.up_proj,
-        _ => &mut layer.mlp.down_proj,
-    }
-}
-
-/// Replaces a linear's weight with HF-layout `[out, inn]` values (same parameter id).
-pub(crate) fn set_weight(lin: &mut Linear, hf: &[f32], out: usize, inn: usize) {
-    let device = lin.weight.val().device();
-    let burn_layout = crate::model::weights::transpose(hf, out, inn);
-    let t = Tensor::<2>::from_data(TensorData::new(burn_layout, [inn, out]), &device);
-    lin.weight = Param::initialized(lin.weight.id, t);
-}
-
 /// The four taps as `[tokens, width]` host matrices.
 fn tap_values(taps: LayerTaps) -> [(Vec<f32>, usize); 4] {
     [taps.attn_in, taps.o_in, taps.mlp_in, taps.down_in].map(|t| {
@@ -241,10 +213,8 @@ pub fn quantize_sequential(
     let ignore = super::check_ignore(&mcfg, &cfg.ignore)?;
     let calib = match (cfg.method.needs_calibration(), calib) {
         (true, None) => {
-            return Err(CoreError::Invalid(format!(
-                "--method {}: needs calibration data (--calib FILE)",
-                cfg.method.name()
-            )))
+            let msg = "needs calibration data (`calib`: a .txt, .json or .jsonl file)";
+            return Err(CoreError::setting("method", cfg.method.name(), msg));
         }
         (true, Some(c)) if c.samples.is_empty() => {
             return Err(CoreError::Invalid("calibration data is empty".into()))
@@ -253,13 +223,12 @@ pub fn quantize_sequential(
         (false, _) => None,
     };
     if mcfg.shared_layers > 0 && calib.is_some() {
-        return Err(CoreError::Invalid(format!(
-            "--method {}: calibration runs each depth through its own layer, but this model's \
-             {} layers share {} blocks ({SHARED_LAYERS_KEY}); use --method rtn or mse",
-            cfg.method.name(),
-            mcfg.num_layers,
-            mcfg.shared_layers
-        )));
+        let msg = format!(
+            "calibration runs each depth through its own layer, but this model's {} layers \
+             share {} blocks ({SHARED_LAYERS_KEY}); use `method` rtn or mse",
+            mcfg.num_layers, mcfg.shared_layers
+        );
+        return Err(CoreError::setting("method", cfg.method.name(), msg));
     }
     let wq = &cfg.weights;
     let mut config = QuantizationConfig::new(*wq);
@@ -322,7 +291,7 @@ pub fn quantize_sequential(
             continue;
         }
         let mut layer = source.layer(l)?;
-        let name_of = |suffix: &str| format!("model.layers.{l}.{suffix}");
+        let name_of = |suffix: &str| names::in_layer(l, suffix);
         let targets: Vec<bool> = LINEARS
             .iter()
             .map(|(s, _)| !ignored(&name_of(s), &ignore))
@@ -413,7 +382,12 @@ pub fn quantize_sequential(
                 _ => round(&w, out, inn),
             };
             if update {
-                set_weight(linear_mut(&mut layer, suffix), &ql.dequantize(wq), out, inn);
+                crate::model::weights::set_weight(
+                    layer.linear_mut(suffix),
+                    &ql.dequantize(wq),
+                    out,
+                    inn,
+                );
             }
             reports.push(report(&name, &w, &ql));
             layers.push((name, ql));

@@ -11,14 +11,14 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::model::layers::{linear, param};
 use crate::model::weights::{normal, param_id};
 
 /// Distance between mapped hidden states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FeatureDistance {
     /// Mean squared error over positions and channels.
@@ -58,7 +58,7 @@ pub fn parse_pairs(
     if s.trim() == "uniform" {
         return Ok(uniform_pairs(student_layers, teacher_layers));
     }
-    let bad = |msg: String| CoreError::Invalid(format!("--feature-layers {s}: {msg}"));
+    let bad = |msg: String| CoreError::setting("feature_layers", s, msg);
     s.split(',')
         .map(|p| {
             let (a, b) = p

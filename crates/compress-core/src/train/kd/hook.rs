@@ -9,9 +9,9 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOpti
 use burn::tensor::{Device, Gradients, Tensor};
 use compress_format::safetensors::{write_safetensors, SafetensorsFile, TensorOut};
 
-use super::cache::TopKCache;
 use super::features::{feature_loss, FeatureConfig, FeatureProjector};
 use super::loss::DistillLoss;
+use super::TopKSource;
 use crate::error::{CoreError, Result};
 use crate::model::{batch_tensor, LlamaModel, ModelOutput};
 use crate::tensor_util::{scalar_f64, to_vec_f32};
@@ -33,7 +33,7 @@ pub struct DistillHook<'a> {
     teacher: &'a LlamaModel,
     device: Device,
     loss: DistillLoss,
-    cache: Option<&'a TopKCache>,
+    cache: Option<&'a dyn TopKSource>,
     features: Option<Features>,
     // Sums over the step's micro-batches: soft, hard, feature; and their count.
     sums: [f64; 3],
@@ -47,7 +47,7 @@ impl<'a> DistillHook<'a> {
         teacher: &'a LlamaModel,
         device: &Device,
         loss: DistillLoss,
-        cache: Option<&'a TopKCache>,
+        cache: Option<&'a dyn TopKSource>,
     ) -> Self {
         Self {
             teacher,

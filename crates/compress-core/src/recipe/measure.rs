@@ -1,22 +1,21 @@
 //! A report row per model of a run: size and parameters from the dir, ppl/KL/top-1 against the
 //! original with the same evaluation as `compress eval --reference` (core's `evaluate` on the
-//! same windows), and decode tokens/s with the same measurement as `compress bench` (the
-//! runtime's `run_bench`, one sequence).
+//! same windows), and decode tokens/s from the caller's speed probe (the CLI passes the
+//! runtime's `compress bench` measurement; this crate does not depend on the runtime).
 
 use std::path::Path;
-use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use compress_core::data::{chunk, load_documents};
-use compress_core::eval::evaluate;
-use compress_core::model::LlamaConfig;
-use compress_core::recipe::{Recipe, Row};
-use compress_core::tokenizer::Tokenizer;
 use compress_format::hf_config::HfConfig;
-use compress_runtime::bench::{run_bench, BenchOptions};
-use compress_runtime::{EngineConfig, Model};
 
-use crate::cli::Common;
+use super::{Recipe, Row};
+use crate::data::{chunk, TokenData};
+use crate::error::Result;
+use crate::eval::evaluate;
+use crate::model::hf::{load_model, weight_bytes};
+use crate::model::LlamaConfig;
+
+/// Decode tokens/s of the model in a dir, generating `gen_len` tokens.
+pub type SpeedProbe<'a> = &'a dyn Fn(&Path, usize) -> Result<f64>;
 
 /// Parameters, active parameters (MoE: only `top_k` of `num_experts` experts run per token)
 /// and the sparsity the dir's `quantization_config.sparsity_config` declares.
@@ -47,34 +46,19 @@ fn shape_of(dir: &Path) -> Result<(usize, usize, f64)> {
     Ok((params, active, sparsity))
 }
 
-/// Decode tokens/s of one sequence after a 16-token prompt.
-fn decode_speed(dir: &Path, gen_len: usize) -> Result<f64> {
-    let model = Arc::new(Model::load(dir).with_context(|| format!("loading {}", dir.display()))?);
-    let opts = BenchOptions {
-        prompt_len: 16,
-        gen_len,
-        concurrency: vec![1],
-        engine: EngineConfig::with_blocks(1),
-        kv_blocks: None,
-        seed: 0,
-    };
-    let rows = run_bench(model, &opts, |_| {})?;
-    Ok(rows.first().map_or(0.0, |r| r.decode_tokens_per_s))
-}
-
 /// The rows of a finished run: the original, then each stage (`timings`: seconds and whether
 /// it was resumed, per stage).
-pub fn rows(recipe: &Recipe, timings: &[(f64, bool)], common: &Common) -> Result<Vec<Row>> {
-    let device = super::super::device(common)?;
-    let original = super::super::load(&recipe.model, &device)?;
+pub fn rows(
+    recipe: &Recipe,
+    timings: &[(f64, bool)],
+    device: &str,
+    speed: Option<SpeedProbe>,
+) -> Result<Vec<Row>> {
+    let device = crate::parse_device(device)?;
+    let original = load_model(&recipe.model, &device)?;
     let cfg = &original.model.config;
-    let tokenizer = Tokenizer::from_model_dir(&recipe.model)?;
-    let eval = recipe
-        .data
-        .eval
-        .as_ref()
-        .expect("checked when the recipe was read");
-    let docs = load_documents(eval, tokenizer.as_ref(), cfg.vocab_size)?;
+    let eval = recipe.data.eval.as_deref().unwrap_or(Path::new(""));
+    let docs = TokenData::for_model(&recipe.model, cfg.vocab_size)?.documents(eval)?;
     let seq_len = recipe.eval.seq_len.min(cfg.max_position_embeddings);
     let mut seqs = chunk(&docs, seq_len, 2);
     seqs.truncate(recipe.eval.max_seqs);
@@ -91,19 +75,19 @@ pub fn rows(recipe: &Recipe, timings: &[(f64, bool)], common: &Common) -> Result
         let report = match i {
             0 => evaluate(&original.model, Some(&original.model), &seqs, 4, 0, None)?,
             _ => {
-                let m = super::super::load(&dir, &device)?;
+                let m = load_model(&dir, &device)?;
                 evaluate(&m.model, Some(&original.model), &seqs, 4, 0, None)?
             }
         };
-        let size_bytes = super::super::weight_bytes(&dir)?;
+        let size_bytes = weight_bytes(&dir)?;
         let (parameters, active_parameters, sparsity) = shape_of(&dir)?;
         let (stage_seconds, resumed) = match i {
             0 => (0.0, false),
             _ => timings[i - 1],
         };
-        let decode = match recipe.eval.speed {
-            true => Some(decode_speed(&dir, recipe.eval.gen_len)?),
-            false => None,
+        let decode = match (recipe.eval.speed, speed) {
+            (true, Some(probe)) => Some(probe(&dir, recipe.eval.gen_len)?),
+            _ => None,
         };
         rows.push(Row {
             name,

@@ -12,8 +12,18 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
-use super::cache::TopK;
 use crate::error::{CoreError, Result};
+
+/// A teacher given by its top-k logits per position.
+#[derive(Clone, Debug)]
+pub struct TopK {
+    /// Vocabulary ids `[batch, seq, k]`.
+    pub ids: Tensor<3, Int>,
+    /// Raw logits at those ids `[batch, seq, k]`.
+    pub logits: Tensor<3>,
+    /// `logsumexp(z / T)` over the whole vocabulary `[batch, seq]`.
+    pub lse: Tensor<2>,
+}
 
 /// The distillation loss settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -39,14 +49,11 @@ impl DistillLoss {
     /// Checked settings: `α` in `[0, 1]`, `T` finite and `> 0`.
     pub fn new(alpha: f64, temperature: f64) -> Result<Self> {
         if !(0.0..=1.0).contains(&alpha) {
-            return Err(CoreError::Invalid(format!(
-                "--alpha {alpha}: must be in [0, 1]"
-            )));
+            return Err(CoreError::setting("alpha", alpha, "must be in [0, 1]"));
         }
         if !(temperature.is_finite() && temperature > 0.0) {
-            return Err(CoreError::Invalid(format!(
-                "--T {temperature}: must be a finite number > 0"
-            )));
+            let msg = "must be a finite number > 0";
+            return Err(CoreError::setting("T", temperature, msg));
         }
         Ok(Self { alpha, temperature })
     }
