@@ -18,6 +18,14 @@ pub enum CoreError {
         /// What is wrong, naming the tensor.
         msg: String,
     },
+    /// A tensor (or a layer's module) that is missing or cannot be used, by HF name.
+    #[error("{name}: {msg}")]
+    Tensor {
+        /// The HF tensor or module name, e.g. `model.layers.3.mlp.down_proj`.
+        name: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// A data file that cannot be used (empty, malformed, out-of-vocab ids).
     #[error("{path}: {msg}")]
     Data {
@@ -78,6 +86,14 @@ impl CoreError {
             field: field.to_string(),
             value: value.to_string(),
             msg: msg.into(),
+        }
+    }
+
+    /// A [`CoreError::Tensor`] for the tensor or module `name`.
+    pub fn tensor(name: impl Into<String>, msg: impl std::fmt::Display) -> Self {
+        CoreError::Tensor {
+            name: name.into(),
+            msg: msg.to_string(),
         }
     }
 

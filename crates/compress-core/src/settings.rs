@@ -21,7 +21,7 @@ pub fn file(field: &str, path: &Path) -> Result<()> {
     }
 }
 
-/// [`file`] when `path` is set.
+/// [`file()`] when `path` is set.
 pub fn opt_file(field: &str, path: &Option<PathBuf>) -> Result<()> {
     path.as_deref().map_or(Ok(()), |p| file(field, p))
 }

@@ -96,7 +96,10 @@ pub fn train_bpe(files: &[PathBuf], vocab_size: usize, out: &Path) -> Result<()>
     }
     for f in files {
         if !f.is_file() {
-            return Err(CoreError::Invalid(format!("{}: no such file", f.display())));
+            return Err(CoreError::Data {
+                path: f.clone(),
+                msg: "no such file".into(),
+            });
         }
     }
     let specials: Vec<AddedToken> = SPECIAL_TOKENS

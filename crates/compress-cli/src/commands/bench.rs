@@ -22,7 +22,8 @@ struct Report {
     runs: Vec<compress_runtime::bench::BenchRow>,
 }
 
-pub fn run(a: BenchArgs, common: &Common) -> Result<()> {
+/// The flag checks that need no model.
+fn check_args(a: &BenchArgs, common: &Common) -> Result<()> {
     if common.device != "cpu" {
         anyhow::bail!(
             "compress bench measures the CPU runtime; --device {} is not supported",
@@ -35,6 +36,30 @@ pub fn run(a: BenchArgs, common: &Common) -> Result<()> {
     if a.concurrency.is_empty() || a.concurrency.contains(&0) {
         anyhow::bail!("--concurrency must list positive numbers, e.g. 1,4,16");
     }
+    if a.kv_blocks == Some(0) || a.max_batched_tokens == 0 {
+        anyhow::bail!("--kv-blocks and --max-batched-tokens must be at least 1");
+    }
+    Ok(())
+}
+
+/// One result row of the table.
+fn print_row(r: &compress_runtime::bench::BenchRow) {
+    println!(
+        "{:>5} {:>10.1} {:>10.1} {:>10.1} {:>9.0} {:>9.0} {:>7} {:>7.2} {:>6}",
+        r.concurrency,
+        r.prompt_tokens_per_s,
+        r.decode_tokens_per_s,
+        r.aggregate_tokens_per_s,
+        r.ttft_ms_mean,
+        r.ttft_ms_max,
+        r.kv_blocks_used,
+        r.kv_waste_pct,
+        r.preemptions
+    )
+}
+
+pub fn run(a: BenchArgs, common: &Common) -> Result<()> {
+    check_args(&a, common)?;
     let mut model =
         Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
     if let Some(k) = a.top_k.top_k {
@@ -48,9 +73,6 @@ pub fn run(a: BenchArgs, common: &Common) -> Result<()> {
             a.prompt_len,
             a.gen_len
         );
-    }
-    if a.kv_blocks == Some(0) || a.max_batched_tokens == 0 {
-        anyhow::bail!("--kv-blocks and --max-batched-tokens must be at least 1");
     }
     // `run_bench` sets the blocks per run.
     let mut engine = EngineConfig::with_blocks(0);
@@ -110,20 +132,7 @@ pub fn run(a: BenchArgs, common: &Common) -> Result<()> {
     let rows = run_bench(model, &opts, |r| {
         announce(&spinner);
         if !a.json {
-            spinner.suspend(|| {
-                println!(
-                    "{:>5} {:>10.1} {:>10.1} {:>10.1} {:>9.0} {:>9.0} {:>7} {:>7.2} {:>6}",
-                    r.concurrency,
-                    r.prompt_tokens_per_s,
-                    r.decode_tokens_per_s,
-                    r.aggregate_tokens_per_s,
-                    r.ttft_ms_mean,
-                    r.ttft_ms_max,
-                    r.kv_blocks_used,
-                    r.kv_waste_pct,
-                    r.preemptions
-                )
-            });
+            spinner.suspend(|| print_row(r));
         }
     })?;
     spinner.finish_and_clear();

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use compress_format::gguf::{export_gguf, ExportOptions, ExportType};
+use compress_format::gguf::{export_gguf, ExportOptions, ExportReport, ExportType};
 use serde::Serialize;
 
 use crate::cli::{Common, ExportArgs};
@@ -82,27 +82,7 @@ pub fn run(a: ExportArgs, common: &Common) -> Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let bits_per_weight = report.bytes as f64 * 8.0 / report.parameters.max(1) as f64;
     if a.json {
-        return super::print_json(&ExportJson {
-            out: a.out.display().to_string(),
-            format: "gguf",
-            ty: a.ty.to_ascii_lowercase(),
-            architecture: report.architecture,
-            bytes: report.bytes,
-            parameters: report.parameters,
-            bits_per_weight,
-            seconds,
-            tensors: report
-                .tensors
-                .iter()
-                .map(|t| TensorJson {
-                    name: t.info.name.clone(),
-                    source_name: t.source_name.clone(),
-                    ty: t.info.ty.name(),
-                    ne: t.info.ne.clone(),
-                    source: t.source.name(),
-                })
-                .collect(),
-        });
+        return super::print_json(&export_json(&a, &report, bits_per_weight, seconds));
     }
     if !common.quiet {
         let mut counts = std::collections::BTreeMap::new();
@@ -121,4 +101,34 @@ pub fn run(a: ExportArgs, common: &Common) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `--json` prints.
+fn export_json(
+    a: &ExportArgs,
+    report: &ExportReport,
+    bits_per_weight: f64,
+    seconds: f64,
+) -> ExportJson {
+    ExportJson {
+        out: a.out.display().to_string(),
+        format: "gguf",
+        ty: a.ty.to_ascii_lowercase(),
+        architecture: report.architecture,
+        bytes: report.bytes,
+        parameters: report.parameters,
+        bits_per_weight,
+        seconds,
+        tensors: report
+            .tensors
+            .iter()
+            .map(|t| TensorJson {
+                name: t.info.name.clone(),
+                source_name: t.source_name.clone(),
+                ty: t.info.ty.name(),
+                ne: t.info.ne.clone(),
+                source: t.source.name(),
+            })
+            .collect(),
+    }
 }

@@ -93,43 +93,7 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
             }
             generate(&loaded.model, &prompt, &cfg, |t| printer.push(t))?
         }
-        EngineKind::Runtime => {
-            if common.device != "cpu" {
-                anyhow::bail!(
-                    "--engine runtime runs on the CPU; use --engine burn for --device {}",
-                    common.device
-                );
-            }
-            let mut model = Model::load(&a.model)
-                .with_context(|| format!("loading model {}", a.model.display()))?;
-            if let Some(k) = a.top_k.top_k {
-                model.set_top_k(k)?;
-            }
-            let stop_tokens = if a.ignore_eos {
-                Vec::new()
-            } else {
-                model.config.eos_token_ids.clone()
-            };
-            // Generation stops at the model's context, so the cache never needs more.
-            let longest = (prompt.len() + a.max_tokens).min(model.config.max_position_embeddings);
-            let blocks = longest.div_ceil(compress_runtime::kv::BLOCK_SIZE);
-            let engine_cfg = EngineConfig {
-                act_mode: act_mode(a.activations),
-                ..EngineConfig::with_blocks(blocks)
-            };
-            let mut engine = Engine::new(Arc::new(model), engine_cfg)?;
-            let sampling = SamplingParams {
-                temperature: a.temperature,
-                top_p: a.top_p,
-                seed: common.seed,
-            };
-            let req = Request {
-                sampling,
-                stop_tokens,
-                ..Request::greedy(prompt, a.max_tokens, Vec::new())
-            };
-            engine.generate(req, |t| printer.push(t))?.0
-        }
+        EngineKind::Runtime => on_runtime(&a, common, prompt, &mut |t| printer.push(t))?,
     };
     let text = match &tokenizer {
         Some(t) => Some(t.decode(&tokens)?),
@@ -150,4 +114,48 @@ pub fn run(a: GenerateArgs, common: &Common) -> Result<()> {
         println!("{}", ids.join(","));
     }
     Ok(())
+}
+
+/// Generates on the runtime (CPU, paged KV cache); `on_token` sees each token as it comes.
+fn on_runtime(
+    a: &GenerateArgs,
+    common: &Common,
+    prompt: Vec<u32>,
+    on_token: &mut dyn FnMut(u32),
+) -> Result<Vec<u32>> {
+    if common.device != "cpu" {
+        anyhow::bail!(
+            "--engine runtime runs on the CPU; use --engine burn for --device {}",
+            common.device
+        );
+    }
+    let mut model =
+        Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
+    if let Some(k) = a.top_k.top_k {
+        model.set_top_k(k)?;
+    }
+    let stop_tokens = if a.ignore_eos {
+        Vec::new()
+    } else {
+        model.config.eos_token_ids.clone()
+    };
+    // Generation stops at the model's context, so the cache never needs more.
+    let longest = (prompt.len() + a.max_tokens).min(model.config.max_position_embeddings);
+    let blocks = longest.div_ceil(compress_runtime::kv::BLOCK_SIZE);
+    let engine_cfg = EngineConfig {
+        act_mode: act_mode(a.activations),
+        ..EngineConfig::with_blocks(blocks)
+    };
+    let mut engine = Engine::new(Arc::new(model), engine_cfg)?;
+    let sampling = SamplingParams {
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: common.seed,
+    };
+    let req = Request {
+        sampling,
+        stop_tokens,
+        ..Request::greedy(prompt, a.max_tokens, Vec::new())
+    };
+    Ok(engine.generate(req, on_token)?.0)
 }

@@ -43,6 +43,12 @@ pub fn run(a: InspectArgs) -> Result<()> {
     if a.json {
         return super::print_json(&report);
     }
+    print_text(&report, &hf);
+    Ok(())
+}
+
+/// The report as text, one property per line.
+fn print_text(report: &Report, hf: &HfConfig) {
     let c = &report.config;
     println!("{}", report.path);
     println!("  architecture   {}", report.architecture);
@@ -108,30 +114,35 @@ pub fn run(a: InspectArgs) -> Result<()> {
         "  tokenizer      {}",
         if report.tokenizer { "yes" } else { "no" }
     );
-    if let Some(q) = hf.raw.get("quantization_config") {
-        let w = &q["config_groups"]["group_0"]["weights"];
-        if w.is_object() {
-            let sym = w["symmetric"].as_bool() == Some(true);
-            println!(
-                "  quantized      {} int{} {} {}{}",
-                q["format"].as_str().unwrap_or("?"),
-                w["num_bits"],
-                if sym { "symmetric" } else { "asymmetric" },
-                w["strategy"].as_str().unwrap_or("?"),
-                w["group_size"]
-                    .as_u64()
-                    .map(|g| format!(" {g}"))
-                    .unwrap_or_default()
-            );
-        }
-        let sp = &q["sparsity_config"];
-        if let Some(structure) = sp["sparsity_structure"].as_str() {
-            println!(
-                "  sparsity       {} {:.4} (zeros stored in place)",
-                structure,
-                sp["global_sparsity"].as_f64().unwrap_or(0.0)
-            );
-        }
+    print_compression(hf);
+}
+
+/// The quantization and sparsity lines of `config.json`'s `quantization_config`.
+fn print_compression(hf: &HfConfig) {
+    let Some(q) = hf.raw.get("quantization_config") else {
+        return;
+    };
+    let w = &q["config_groups"]["group_0"]["weights"];
+    if w.is_object() {
+        let sym = w["symmetric"].as_bool() == Some(true);
+        println!(
+            "  quantized      {} int{} {} {}{}",
+            q["format"].as_str().unwrap_or("?"),
+            w["num_bits"],
+            if sym { "symmetric" } else { "asymmetric" },
+            w["strategy"].as_str().unwrap_or("?"),
+            w["group_size"]
+                .as_u64()
+                .map(|g| format!(" {g}"))
+                .unwrap_or_default()
+        );
     }
-    Ok(())
+    let sp = &q["sparsity_config"];
+    if let Some(structure) = sp["sparsity_structure"].as_str() {
+        println!(
+            "  sparsity       {} {:.4} (zeros stored in place)",
+            structure,
+            sp["global_sparsity"].as_f64().unwrap_or(0.0)
+        );
+    }
 }

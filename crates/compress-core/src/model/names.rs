@@ -1,21 +1,8 @@
-//! HF tensor and module names of the Llama family, built here and nowhere else
-//! (`model.layers.{l}.self_attn.q_proj`, the experts' and routers' names of MoE layers).
+//! HF tensor and module names (`model.layers.{l}.self_attn.q_proj`, experts, routers): the one
+//! helper of compress-format ([`compress_format::hf_names`]), shared with the runtime and the GGUF
+//! export, plus the decoder layer's linears with the activation taps that feed them.
 
-/// The module prefix of decoder layer `l`: `model.layers.{l}`.
-pub fn layer(l: usize) -> String {
-    format!("model.layers.{l}")
-}
-
-/// A module or tensor of decoder layer `l`: `model.layers.{l}.{suffix}`.
-pub fn in_layer(l: usize, suffix: &str) -> String {
-    format!("model.layers.{l}.{suffix}")
-}
-
-/// The attention projections, in HF order.
-pub const ATTN_PROJS: [&str; 4] = ["q_proj", "k_proj", "v_proj", "o_proj"];
-
-/// The MLP projections, in HF order.
-pub const MLP_PROJS: [&str; 3] = ["gate_proj", "up_proj", "down_proj"];
+pub use compress_format::hf_names::*;
 
 /// A decoder layer's linears by HF suffix, with the index of the activation tap feeding each
 /// (0: attention input, 1: attention output, 2: MLP input, 3: MLP hidden).
@@ -28,13 +15,3 @@ pub const LINEARS: [(&str, usize); 7] = [
     ("mlp.up_proj", 2),
     ("mlp.down_proj", 3),
 ];
-
-/// The router module of MoE layer `l`: `model.layers.{l}.mlp.gate`.
-pub fn router(l: usize) -> String {
-    in_layer(l, "mlp.gate")
-}
-
-/// Projection `proj` of expert `e` of MoE layer `l`: `model.layers.{l}.mlp.experts.{e}.{proj}`.
-pub fn expert(l: usize, e: usize, proj: &str) -> String {
-    in_layer(l, &format!("mlp.experts.{e}.{proj}"))
-}

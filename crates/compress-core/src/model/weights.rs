@@ -18,6 +18,7 @@ use super::config::LlamaConfig;
 use super::experts::Experts;
 use super::layers::{linear, param, Attention, Mlp, RmsNorm};
 use super::llama::{DecoderLayer, LlamaModel};
+use super::names;
 use super::rope::Rope;
 use crate::error::{CoreError, Result};
 use compress_format::hf_config::moe::expert_sizes;
@@ -55,7 +56,7 @@ pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
     use TensorKind::*;
     let h = cfg.hidden_size;
     let mut out = vec![spec(
-        "model.embed_tokens.weight".into(),
+        names::EMBED_TOKENS.into(),
         vec![cfg.vocab_size, h],
         Embedding,
     )];
@@ -64,7 +65,7 @@ pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
         let q = ls.num_attention_heads * cfg.head_dim;
         let kv = ls.num_key_value_heads * cfg.head_dim;
         let i = ls.intermediate_size;
-        let p = super::names::layer(l);
+        let p = names::layer(l);
         out.push(spec(format!("{p}.input_layernorm.weight"), vec![h], Norm));
         for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
             out.push(spec(
@@ -118,10 +119,10 @@ pub fn tensor_specs(cfg: &LlamaConfig) -> Vec<TensorSpec> {
             }
         }
     }
-    out.push(spec("model.norm.weight".into(), vec![h], Norm));
+    out.push(spec(names::FINAL_NORM.into(), vec![h], Norm));
     if !cfg.tie_word_embeddings {
         out.push(spec(
-            "lm_head.weight".into(),
+            names::weight(names::LM_HEAD),
             vec![cfg.vocab_size, h],
             Linear,
         ));
@@ -275,16 +276,16 @@ pub fn build_model(
         eps: cfg.rms_norm_eps,
     };
     let embed_tokens = Embedding {
-        weight: src.matrix("model.embed_tokens.weight")?,
+        weight: src.matrix(names::EMBED_TOKENS)?,
     };
     let mut layers = Vec::with_capacity(cfg.stored_layers());
     for l in 0..cfg.stored_layers() {
         layers.push(take_layer(cfg, l, &mut src)?);
     }
-    let final_norm = norm(src.vector("model.norm.weight")?);
+    let final_norm = norm(src.vector(names::FINAL_NORM)?);
     let lm_head = match cfg.tie_word_embeddings {
         true => None,
-        false => Some(src.linear("lm_head", false)?),
+        false => Some(src.linear(names::LM_HEAD, false)?),
     };
     Ok(LlamaModel {
         embed_tokens,
@@ -301,7 +302,7 @@ fn take_layer(cfg: &LlamaConfig, l: usize, src: &mut Pending) -> Result<DecoderL
         weight,
         eps: cfg.rms_norm_eps,
     };
-    let p = super::names::layer(l);
+    let p = names::layer(l);
     let ab = cfg.attention_bias;
     Ok(DecoderLayer {
         input_layernorm: norm(src.vector(&format!("{p}.input_layernorm.weight"))?),
@@ -367,7 +368,7 @@ pub fn build_layer(
     device: &Device,
     source: &mut dyn FnMut(&TensorSpec) -> Result<Vec<f32>>,
 ) -> Result<DecoderLayer> {
-    let mut src = Pending::new(cfg, &format!("{}.", super::names::layer(l)), source, device);
+    let mut src = Pending::new(cfg, &format!("{}.", names::layer(l)), source, device);
     take_layer(cfg, l, &mut src)
 }
 
@@ -407,7 +408,7 @@ use crate::tensor_util::to_vec_f32 as values_of;
 
 /// Every tensor of decoder layer `l` by HF name, shape and values in HF layout.
 pub fn export_layer(layer: &DecoderLayer, l: usize) -> Vec<(TensorSpec, Vec<f32>)> {
-    let p = super::names::layer(l);
+    let p = names::layer(l);
     let mut out = Vec::new();
     let vector = |name: String, t: Tensor<1>| {
         let v = values_of(t);
@@ -505,7 +506,7 @@ pub fn export_outer(model: &LlamaModel) -> Vec<(TensorSpec, Vec<f32>)> {
     let cfg = &model.config;
     let mut out = vec![(
         spec(
-            "model.embed_tokens.weight".into(),
+            names::EMBED_TOKENS.into(),
             vec![cfg.vocab_size, cfg.hidden_size],
             TensorKind::Embedding,
         ),
@@ -513,7 +514,7 @@ pub fn export_outer(model: &LlamaModel) -> Vec<(TensorSpec, Vec<f32>)> {
     )];
     out.push((
         spec(
-            "model.norm.weight".into(),
+            names::FINAL_NORM.into(),
             vec![cfg.hidden_size],
             TensorKind::Norm,
         ),
@@ -523,7 +524,11 @@ pub fn export_outer(model: &LlamaModel) -> Vec<(TensorSpec, Vec<f32>)> {
         let w = head.weight.val();
         let [i, o] = w.dims();
         out.push((
-            spec("lm_head.weight".into(), vec![o, i], TensorKind::Linear),
+            spec(
+                names::weight(names::LM_HEAD),
+                vec![o, i],
+                TensorKind::Linear,
+            ),
             transpose(&values_of(w), i, o),
         ));
     }
@@ -566,6 +571,6 @@ pub fn build_from_map(
     build_model(cfg, device, &mut |spec| {
         tensors
             .remove(&spec.name)
-            .ok_or_else(|| CoreError::Invalid(format!("tensor `{}` missing", spec.name)))
+            .ok_or_else(|| CoreError::tensor(&spec.name, "missing"))
     })
 }

@@ -159,10 +159,11 @@ pub fn student_hf_config(teacher: &HfConfig, student: &LlamaConfig) -> HfConfig 
 /// Errors unless teacher and student share a vocabulary (the soft targets are per token id).
 pub fn check_vocab(teacher: &LlamaConfig, student: &LlamaConfig) -> Result<()> {
     if teacher.vocab_size != student.vocab_size {
-        return Err(CoreError::Invalid(format!(
-            "vocab_size: the teacher has {} tokens and the student {}; distillation needs one vocabulary",
-            teacher.vocab_size, student.vocab_size
-        )));
+        let msg = format!(
+            "has vocab_size {}, the teacher {}; distillation needs one vocabulary",
+            student.vocab_size, teacher.vocab_size
+        );
+        return Err(CoreError::missing("student", msg));
     }
     Ok(())
 }

@@ -119,10 +119,10 @@ pub fn moefy(
     let mut dense = tensor_map(model);
     let mut tensors: HashMap<String, Vec<f32>> = HashMap::new();
     for l in 0..mc.num_layers {
-        let p = names::in_layer(l, "mlp");
+        let p = names::mlp(l);
         let take = |t: &mut HashMap<String, Vec<f32>>, n: &str| {
             t.remove(&format!("{p}.{n}.weight"))
-                .ok_or_else(|| CoreError::Invalid(format!("tensor `{p}.{n}.weight` missing")))
+                .ok_or_else(|| CoreError::tensor(format!("{p}.{n}.weight"), "missing"))
         };
         let (gate, up, down) = (
             take(&mut dense, "gate_proj")?,
@@ -204,7 +204,7 @@ pub fn moefy(
                 cfg.seed ^ l as u64,
                 &device,
             )?;
-            t.insert(format!("{}.weight", names::router(l)), r.weight);
+            t.insert(names::weight(&names::router(l)), r.weight);
             reports[l].router_accuracy = Some(r.accuracy);
         }
         moe = build_from_map(&config, &mut t, &device)?;
@@ -234,7 +234,7 @@ pub fn random_routers(model: &LlamaModel, seed: u64) -> Result<LlamaModel> {
     let mut t = tensor_map(model);
     let mut rng = StdRng::seed_from_u64(seed);
     for l in 0..model.config.num_layers {
-        if let Some(w) = t.get_mut(&format!("{}.weight", names::router(l))) {
+        if let Some(w) = t.get_mut(&names::weight(&names::router(l))) {
             w.iter_mut().for_each(|v| *v = normal(&mut rng));
         }
     }

@@ -110,7 +110,7 @@ fn drop_count(s: f64, units: usize, what: &str) -> Result<usize> {
 
 fn get<'a>(t: &'a HashMap<String, Vec<f32>>, name: &str) -> Result<&'a Vec<f32>> {
     t.get(name)
-        .ok_or_else(|| CoreError::Invalid(format!("tensor `{name}` missing")))
+        .ok_or_else(|| CoreError::tensor(name, "missing"))
 }
 
 /// The units each layer keeps, ascending, given per-layer `scores` (higher is kept first).
@@ -181,7 +181,7 @@ pub fn prune_heads(
     norms: Option<&InputNorms>,
 ) -> Result<(LlamaConfig, Vec<LayerUnits>)> {
     let (h, hd) = (cfg.hidden_size, cfg.head_dim);
-    let name = |l: usize, x: &str| names::in_layer(l, &format!("self_attn.{x}"));
+    let name = |l: usize, x: &str| names::attn(l, x);
     let n = |l: usize, x: &str| norms.and_then(|n| n.norms.get(&name(l, x)).map(Vec::as_slice));
     let mut scores = Vec::new();
     for l in 0..cfg.num_layers {
@@ -267,7 +267,7 @@ pub fn prune_neurons(
     norms: Option<&InputNorms>,
 ) -> Result<(LlamaConfig, Vec<LayerUnits>)> {
     let h = cfg.hidden_size;
-    let name = |l: usize, x: &str| names::in_layer(l, &format!("mlp.{x}.weight"));
+    let name = |l: usize, x: &str| names::weight(&names::join(&names::mlp(l), x));
     let n = |l: usize, x: &str| norms.and_then(|n| n.norms.get(&name(l, x)).map(Vec::as_slice));
     let mut scores = Vec::new();
     for l in 0..cfg.num_layers {

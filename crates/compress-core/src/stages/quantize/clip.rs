@@ -41,11 +41,10 @@ pub fn search_output_clip(
     scale_dtype: Dtype,
     cfg: &MseConfig,
 ) -> Vec<f32> {
-    let (n_groups, glen) = match wq.strategy {
-        QuantStrategy::Group => (wq.num_groups(inn), wq.group_len(inn)),
-        QuantStrategy::Channel => (1, inn),
-        QuantStrategy::Tensor => return vec![1.0],
-    };
+    if wq.strategy == QuantStrategy::Tensor {
+        return vec![1.0];
+    }
+    let (n_groups, glen) = (wq.num_groups(inn), wq.group_len(inn));
     let tokens = x.len() / inn.max(1);
     let range = QuantRange::new(wq.num_bits);
     let candidates: Vec<f32> = cfg.candidates().collect();

@@ -19,7 +19,7 @@ pub mod defaults {
     /// Bits per weight.
     pub const BITS: u8 = 4;
     /// Input columns per scale group.
-    pub const GROUP_SIZE: usize = 128;
+    pub const GROUP_SIZE: usize = compress_format::pack_quantized::DEFAULT_GROUP_SIZE;
     /// Calibration sequences.
     pub const CALIB_SAMPLES: usize = 128;
     /// Tokens per calibration (or QAT training) sequence.

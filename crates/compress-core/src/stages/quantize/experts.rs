@@ -94,7 +94,7 @@ pub(crate) fn quantize_experts(
         .experts
         .as_ref()
         .map(|e| e.sizes.clone())
-        .ok_or_else(|| CoreError::Invalid(format!("layer {l} has no experts")))?;
+        .ok_or_else(|| CoreError::tensor(crate::model::names::mlp(l), "has no experts"))?;
     // HF layout [out, in] of the concatenated linears.
     let hf = |lin: &burn::nn::Linear| {
         let w = lin.weight.val();
@@ -111,7 +111,7 @@ pub(crate) fn quantize_experts(
     let mut out = Vec::new();
     let mut start = 0;
     for (e, &n) in sizes.iter().enumerate() {
-        let name = |proj: &str| crate::model::names::expert(l, e, proj);
+        let name = |proj: &str| crate::model::names::join(&crate::model::names::expert(l, e), proj);
         for (proj, m) in [("gate_proj", &mut gate), ("up_proj", &mut up)] {
             let nm = name(proj);
             if ignored(&nm, ignore) {
@@ -119,7 +119,7 @@ pub(crate) fn quantize_experts(
             }
             let rows = m.2[start * hidden..(start + n) * hidden].to_vec();
             let ql = quantize(proj, start, n, &rows, n, hidden)
-                .map_err(|err| CoreError::Invalid(format!("{nm}: {err}")))?;
+                .map_err(|err| CoreError::tensor(&nm, err))?;
             m.2[start * hidden..(start + n) * hidden].copy_from_slice(&ql.dequantize(wq));
             out.push((nm, rows, ql));
         }
@@ -133,7 +133,7 @@ pub(crate) fn quantize_experts(
                 })
                 .collect();
             let ql = quantize("down_proj", start, n, &cols, hidden, n)
-                .map_err(|err| CoreError::Invalid(format!("{nm}: {err}")))?;
+                .map_err(|err| CoreError::tensor(&nm, err))?;
             let deq = ql.dequantize(wq);
             for r in 0..hidden {
                 down.2[r * inter + start..r * inter + start + n]

@@ -264,16 +264,12 @@ pub fn gptq_quantize(
                 for k in 0..count {
                     let j = i1 + k;
                     let c = cols_of(j);
+                    let g = wq.group_of(c);
                     if lazy_groups && c % glen == 0 {
-                        let (lo, hi) = min_max(&wrow[c..(c + glen).min(inn)]);
-                        prow[c / glen] =
-                            stored_scale_zero(lo, hi, range, wq.symmetric, 1.0, scale_dtype);
+                        let (lo, hi) = min_max(&wrow[wq.group_range(g, inn)]);
+                        prow[g] = stored_scale_zero(lo, hi, range, wq.symmetric, 1.0, scale_dtype);
                     }
-                    let sz = prow[if wq.strategy == QuantStrategy::Group {
-                        c / glen
-                    } else {
-                        0
-                    }];
+                    let sz = prow[g];
                     let v = wrow[j];
                     // A pruned (exactly zero) weight stays zero; its value is still
                     // compensated by the columns after it, as SparseGPT does.

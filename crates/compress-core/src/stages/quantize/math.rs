@@ -24,11 +24,11 @@ impl QuantRange {
     /// The range of `bits` (2..=8) bits.
     pub fn new(bits: u8) -> Self {
         assert!((2..=8).contains(&bits), "bits {bits} outside 2..=8");
-        // The scheme owns the code range (the packing offset is −qmin).
-        let scheme = compress_format::pack_quantized::WeightQuant::tensor(bits, true);
+        // The format owns the code range (the packing offset is −qmin).
+        use compress_format::pack_quantized::{code_max, code_min};
         Self {
-            qmin: scheme.qmin(),
-            qmax: scheme.qmax(),
+            qmin: code_min(bits),
+            qmax: code_max(bits),
         }
     }
 }

@@ -74,10 +74,7 @@ pub fn quantize_groups(
             (vec![sz.scale], vec![sz.zero as i8])
         }
         QuantStrategy::Channel | QuantStrategy::Group => {
-            let (n_groups, glen) = match wq.strategy {
-                QuantStrategy::Group => (wq.num_groups(inn), wq.group_len(inn)),
-                _ => (1, inn),
-            };
+            let (n_groups, glen) = (wq.num_groups(inn), wq.group_len(inn));
             let per_row: Vec<Vec<ScaleZero>> = q
                 .par_chunks_mut(inn.max(1))
                 .zip(weight.par_chunks(inn.max(1)))

@@ -336,7 +336,7 @@ pub fn quantize_sequential(
                 (Method::Gptq(g), TapStats::Gptq(hs)) => {
                     let hs = match (&hs[2], &hs[3]) {
                         (Some(a), Some(b)) => (a, b),
-                        _ => return Err(CoreError::Invalid(format!("layer {l}: no FFN Hessians"))),
+                        _ => return Err(CoreError::tensor(names::mlp(l), "no FFN Hessians")),
                     };
                     Box::new(move |p, s, n, w, o, i| {
                         experts::gptq_expert(p, s, n, w, o, i, hs, wq, scale_dtype, g)
@@ -373,7 +373,7 @@ pub fn quantize_sequential(
                 (Method::Gptq(g), TapStats::Gptq(hs)) => {
                     let h = hs[*tap].as_ref().expect("a Hessian for every wanted tap");
                     gptq_quantize(&w, out, inn, h, wq, scale_dtype, g)
-                        .map_err(|e| CoreError::Invalid(format!("{name}: {e}")))?
+                        .map_err(|e| CoreError::tensor(&name, e))?
                         .0
                 }
                 (Method::Awq(_), _) => {

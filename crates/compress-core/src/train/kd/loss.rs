@@ -82,7 +82,7 @@ impl DistillLoss {
     }
 
     /// Like [`Self::forward`] with the teacher given by its `k` largest logits per position (e.g.
-    /// from a [`super::cache::TopKCache`] built at this `T`). The soft term is the KL divergence
+    /// from a [`crate::stages::distill::TopKCache`] built at this `T`). The soft term is the KL divergence
     /// over `k + 1` buckets, the top-k ids and the rest of the vocabulary as one:
     /// `T² · [Σ_k p_k (log p_k − log q_k) + p_r (log p_r − log q_r)]`, with the teacher's exact
     /// `p_k = exp(z_k / T − lse)` and `p_r = 1 − Σ p_k`, and the student's full softmax `q` at `T`.
