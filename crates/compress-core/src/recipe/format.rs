@@ -27,12 +27,12 @@
 //! stage = "prune"          # quantize | prune | distill | moe
 //! name = "prune50"         # default: the stage kind (names are unique)
 //! input = "model"          # default: the previous stage's output ("model" = the recipe's model)
-//! sparsity = 0.5           # every other key is the CLI flag of the same name
+//! sparsity = 0.5           # every other key is a run-config field (= the CLI flag)
 //! retrain-steps = 100      # (underscores work too: retrain_steps)
 //! ```
 //!
-//! Keys outside these tables are errors naming their path; stage keys are checked against the
-//! stage command's flags by the runner (which knows them) before anything runs.
+//! Keys outside these tables are errors naming their path; stage keys are checked by
+//! deserializing each stage into its run config ([`super::StageConfig`]) before anything runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -376,26 +376,4 @@ pub fn normalize(p: &Path) -> PathBuf {
         true => PathBuf::from("."),
         false => out.iter().collect(),
     }
-}
-
-/// A TOML value as a CLI argument (`None` for `false`: the flag is left out).
-pub fn arg_value(v: &toml::Value) -> std::result::Result<Option<String>, String> {
-    Ok(Some(match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        toml::Value::Boolean(true) => return Ok(Some(String::new())),
-        toml::Value::Boolean(false) => return Ok(None),
-        toml::Value::Array(a) => a
-            .iter()
-            .map(|x| match x {
-                toml::Value::String(s) => Ok(s.clone()),
-                toml::Value::Integer(i) => Ok(i.to_string()),
-                toml::Value::Float(f) => Ok(f.to_string()),
-                other => Err(format!("a list of {other}")),
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?
-            .join(","),
-        other => return Err(format!("{other}: not a flag value")),
-    }))
 }
