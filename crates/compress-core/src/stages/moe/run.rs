@@ -13,7 +13,7 @@ use super::{moefy, random_routers, set_top_k, LayerReport};
 use crate::data::TokenData;
 use crate::error::{CoreError, Result};
 use crate::eval::evaluate;
-use crate::model::hf::{load_model, write_model_files, SaveOptions};
+use crate::model::hf::{write_model_files, SaveOptions};
 use crate::model::LlamaModel;
 use crate::outdir::{check_output_dir, scratch_dir, write_dir_atomically};
 use crate::progress::Progress;
@@ -105,11 +105,8 @@ pub fn run(cfg: &MoeRunConfig, progress: &Progress) -> Result<MoeRunReport> {
     settings::opt_file("eval_data", &cfg.eval_data)?;
     check_output_dir(&cfg.out, &[&cfg.model], cfg.overwrite)?;
     let device = crate::parse_device(&cfg.device)?;
-    let loaded = load_model(&cfg.model, &device)?;
-    if loaded.quantization.is_some() {
-        let msg = "is quantized; convert the float model, then quantize the experts";
-        return Err(CoreError::setting("model", cfg.model.display(), msg));
-    }
+    let advice = "convert the float model, then quantize the experts";
+    let loaded = super::super::load_float(&cfg.model, &device, advice)?;
     let mcfg = &loaded.model.config;
     let stage = cfg.validate(mcfg.intermediate_size)?;
     let seq_len = cfg.seq_len.min(mcfg.max_position_embeddings);

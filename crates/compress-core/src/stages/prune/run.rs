@@ -10,7 +10,6 @@ use super::config::PruneRunConfig;
 use super::{prune, save_pruned, Criterion, PruneData, PruneReport};
 use crate::data::TokenData;
 use crate::error::{CoreError, Result};
-use crate::model::hf::load_model;
 use crate::outdir::{check_output_dir, scratch_dir};
 use crate::progress::Progress;
 use crate::settings;
@@ -81,11 +80,8 @@ pub fn run(cfg: &PruneRunConfig, progress: &Progress) -> Result<PruneRunReport> 
     settings::opt_file("eval_data", &cfg.eval_data)?;
     check_output_dir(&cfg.out, &[&cfg.model], cfg.overwrite)?;
     let device = crate::parse_device(&cfg.device)?;
-    let loaded = load_model(&cfg.model, &device)?;
-    if loaded.quantization.is_some() {
-        let msg = "is quantized (quantization_config in config.json); prune the float model, then quantize";
-        return Err(CoreError::setting("model", cfg.model.display(), msg));
-    }
+    let advice = "prune the float model, then quantize";
+    let loaded = super::super::load_float(&cfg.model, &device, advice)?;
     let mcfg = &loaded.model.config;
     let seq_len = cfg.seq_len.min(mcfg.max_position_embeddings);
     let data = TokenData::for_model(&cfg.model, mcfg.vocab_size)?;
