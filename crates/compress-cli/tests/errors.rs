@@ -205,7 +205,7 @@ fn output_inside_input() {
             "--out",
             out.to_str().unwrap(),
         ],
-        "inside input dir",
+        "is inside the input",
     );
     assert!(!out.exists(), "no partial output");
 }

@@ -33,39 +33,109 @@ fn absolute(path: &Path) -> PathBuf {
     out
 }
 
-/// Checks that `out` may be written: not inside (or equal to) any input directory, and not
-/// an existing non-empty directory unless `overwrite`.
+/// The file every directory this tool writes holds; `overwrite` replaces only such dirs (and
+/// empty ones), never a directory someone else filled.
+pub const MARKER: &str = ".compress-output";
+
+/// Writes the [`MARKER`] into `dir`.
+pub fn mark(dir: &Path) -> Result<()> {
+    let path = dir.join(MARKER);
+    let body = concat!("written by compress ", env!("CARGO_PKG_VERSION"), "\n");
+    std::fs::write(&path, body).map_err(|e| CoreError::io(&path, e))
+}
+
+/// The output-safety rule of every command that writes a directory: `out` may not equal,
+/// contain or lie inside any input (model, teacher, student, data and checkpoint paths; compared
+/// after resolving symlinks and `..`); an existing non-empty `out` is replaced only with
+/// `overwrite`, and only if this tool wrote it ([`MARKER`]). Temp dirs that killed runs left
+/// beside `out` are removed first, with a line saying so.
 pub fn check_output_dir(out: &Path, inputs: &[&Path], overwrite: bool) -> Result<()> {
-    let out_abs = absolute(out);
-    for input in inputs {
-        let in_abs = absolute(input);
-        if out_abs.starts_with(&in_abs) {
-            return Err(CoreError::Invalid(format!(
-                "output dir {} is inside input dir {}: choose a path outside it",
-                out.display(),
-                input.display()
-            )));
-        }
-    }
+    check_disjoint(out, inputs)?;
     if out.is_file() {
-        return Err(CoreError::Invalid(format!(
-            "output {} exists and is a file, not a directory",
-            out.display()
-        )));
+        let msg = "exists and is a file, not a directory";
+        return Err(CoreError::setting("out", out.display(), msg));
     }
-    if out.is_dir() && !overwrite {
-        let non_empty = std::fs::read_dir(out)
+    remove_dead_temps(&absolute(out));
+    let non_empty = out.is_dir()
+        && std::fs::read_dir(out)
             .map_err(|e| CoreError::io(out, e))?
             .next()
             .is_some();
-        if non_empty {
-            return Err(CoreError::Invalid(format!(
-                "output dir {} exists and is not empty (pass --overwrite to replace it)",
-                out.display()
-            )));
-        }
+    if non_empty && !overwrite {
+        let msg = "exists and is not empty (give `overwrite` to replace it)";
+        return Err(CoreError::setting("out", out.display(), msg));
+    }
+    if non_empty && !out.join(MARKER).is_file() {
+        let msg = format!(
+            "exists, is not empty and was not written by compress (no {MARKER}); `overwrite` \
+             only replaces outputs of compress: remove it yourself or choose another path"
+        );
+        return Err(CoreError::setting("out", out.display(), msg));
     }
     Ok(())
+}
+
+/// `out` may not equal, contain or lie inside any of `inputs` (after resolving symlinks and
+/// `..`): writing it would then delete or corrupt an input.
+pub fn check_disjoint(out: &Path, inputs: &[&Path]) -> Result<()> {
+    let out_abs = absolute(out);
+    for input in inputs {
+        let in_abs = absolute(input);
+        let msg = if out_abs.starts_with(&in_abs) {
+            format!(
+                "is inside the input {}: choose a path outside it",
+                input.display()
+            )
+        } else if in_abs.starts_with(&out_abs) {
+            let m = format!(
+                "contains the input {}; writing it would delete that",
+                input.display()
+            );
+            format!("{m}: choose a path that holds no input")
+        } else {
+            continue;
+        };
+        return Err(CoreError::setting("out", out.display(), msg));
+    }
+    Ok(())
+}
+
+/// Removes `.NAME.tmp-PID`, `.NAME.old-PID` and `.NAME.TAG-run-PID` entries beside `out` whose
+/// process is gone (killed runs leave them; a live run's are kept). Linux only (`/proc`).
+fn remove_dead_temps(out: &Path) {
+    let (Some(parent), true) = (out.parent(), Path::new("/proc/self").exists()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = dead_temp_pid(&name) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if std::fs::remove_dir_all(e.path()).is_ok() {
+            let path = e.path();
+            eprintln!(
+                "removed {}: left by a run that died (pid {pid})",
+                path.display()
+            );
+        }
+    }
+}
+
+/// The process id in a temp dir name this tool makes (see [`remove_dead_temps`]).
+fn dead_temp_pid(name: &str) -> Option<u32> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    let (head, pid) = name.rsplit_once('-')?;
+    let pid: u32 = pid.parse().ok()?;
+    let ours = head.ends_with(".tmp") || head.ends_with(".old") || head.ends_with("-run");
+    ours.then_some(pid)
 }
 
 /// `.<name of out>.<suffix>` in `out`'s parent directory.
@@ -105,7 +175,7 @@ pub fn write_dir_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) 
         std::fs::remove_dir_all(&tmp).map_err(|e| CoreError::io(&tmp, e))?;
     }
     std::fs::create_dir(&tmp).map_err(|e| CoreError::io(&tmp, e))?;
-    if let Err(e) = fill(&tmp) {
+    if let Err(e) = fill(&tmp).and_then(|()| mark(&tmp)) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -130,7 +200,7 @@ mod tests {
         let input = dir.path().join("model");
         std::fs::create_dir(&input).unwrap();
         let err = check_output_dir(&input.join("out"), &[&input], false).unwrap_err();
-        assert!(err.to_string().contains("inside input dir"), "{err}");
+        assert!(err.to_string().contains("is inside the input"), "{err}");
         assert!(check_output_dir(&dir.path().join("out"), &[&input], false).is_ok());
     }
 

@@ -54,6 +54,13 @@ pub fn run(a: ExportArgs, common: &Common) -> Result<()> {
             a.out.display()
         );
     }
+    // --overwrite replaces a GGUF file, never another file (a model's weights, say).
+    if a.out.exists() && !is_gguf(&a.out) {
+        anyhow::bail!(
+            "--out {}: exists and is not a GGUF file; --overwrite only replaces GGUF files",
+            a.out.display()
+        );
+    }
     if !a.model.join("config.json").is_file() {
         anyhow::bail!(
             "{}: not a model directory (no config.json)",
@@ -131,4 +138,12 @@ fn export_json(
             })
             .collect(),
     }
+}
+
+/// Whether `path` starts with the GGUF magic.
+fn is_gguf(path: &std::path::Path) -> bool {
+    let mut magic = [0u8; 4];
+    let read =
+        std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic));
+    read.is_ok() && &magic == b"GGUF"
 }

@@ -37,6 +37,15 @@ pub fn check(recipe: &Recipe, defaults: &StageDefaults) -> Result<Vec<StageConfi
 /// What the run dir holds of an earlier run, after `resume`/`overwrite` are applied.
 fn prepare(recipe: &Recipe, opts: &RunOptions) -> Result<RunState> {
     let out = &recipe.out;
+    let d = &recipe.data;
+    let mut inputs = vec![recipe.model.as_path(), recipe.path.as_path()];
+    inputs.extend(
+        [&d.train, &d.calib, &d.eval]
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path()),
+    );
+    crate::outdir::check_disjoint(out, &inputs)?;
     let state_path = RunState::path(out);
     let state = match (state_path.is_file(), opts.resume, opts.overwrite) {
         (true, false, false) => {

@@ -11,7 +11,7 @@ use crate::error::{CoreError, Result};
 use crate::model::hf::{load_model, write_model_files, SaveOptions};
 use crate::model::weights::init_random;
 use crate::model::LlamaConfig;
-use crate::outdir::check_output_dir;
+use crate::outdir::{check_output_dir, mark};
 use crate::progress::Progress;
 use crate::settings;
 use crate::tokenizer::Tokenizer;
@@ -247,21 +247,17 @@ pub fn run(cfg: &TrainRunConfig, progress: &Progress) -> Result<TrainRunReport> 
     })
 }
 
-/// Checks `out` against `init` and clears it for a fresh (not resumed) run.
+/// Checks `out` against the inputs, clears it for a fresh (not resumed) run and marks it as
+/// an output of this tool (its checkpoint lands there before the model does).
 fn prepare_out(cfg: &TrainRunConfig) -> Result<()> {
-    if let Some(init) = &cfg.init {
-        check_output_dir(&cfg.out, &[init], true)?;
-        if cfg.overwrite && check_output_dir(init, &[&cfg.out], true).is_err() {
-            let msg = "lies inside `out`; `overwrite` would delete it";
-            return Err(CoreError::setting("init", init.display(), msg));
-        }
+    let mut inputs = vec![cfg.data.as_path()];
+    inputs.extend(cfg.init.iter().chain(&cfg.tokenizer).map(|p| p.as_path()));
+    // Resuming continues the run in `out` (which this tool marked when the run began).
+    check_output_dir(&cfg.out, &inputs, cfg.overwrite || cfg.resume)?;
+    if !cfg.resume && cfg.overwrite && cfg.out.is_dir() {
+        // A fresh run: no old metrics or checkpoint may leak into it.
+        std::fs::remove_dir_all(&cfg.out).map_err(|e| CoreError::io(&cfg.out, e))?;
     }
-    if !cfg.resume {
-        check_output_dir(&cfg.out, &[], cfg.overwrite)?;
-        if cfg.overwrite && cfg.out.is_dir() {
-            // A fresh run: no old metrics or checkpoint may leak into it.
-            std::fs::remove_dir_all(&cfg.out).map_err(|e| CoreError::io(&cfg.out, e))?;
-        }
-    }
-    Ok(())
+    std::fs::create_dir_all(&cfg.out).map_err(|e| CoreError::io(&cfg.out, e))?;
+    mark(&cfg.out)
 }

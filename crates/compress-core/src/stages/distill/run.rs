@@ -86,8 +86,9 @@ pub fn run(cfg: &DistillRunConfig, progress: &Progress) -> Result<DistillRunRepo
     let loss = cfg.validate()?;
     settings::file("data", &cfg.data)?;
     settings::opt_file("eval_data", &cfg.eval_data)?;
-    let mut inputs: Vec<&Path> = vec![&cfg.teacher];
-    inputs.extend(cfg.student.as_deref());
+    let mut inputs: Vec<&Path> = vec![&cfg.teacher, &cfg.data];
+    let others = [&cfg.student, &cfg.eval_data, &cfg.teacher_cache];
+    inputs.extend(others.into_iter().flatten().map(|p| p.as_path()));
     check_output_dir(&cfg.out, &inputs, cfg.overwrite)?;
     let device = crate::parse_device(&cfg.device)?;
     let teacher = load_model(&cfg.teacher, &device)?;

@@ -103,7 +103,9 @@ pub fn run(cfg: &MoeRunConfig, progress: &Progress) -> Result<MoeRunReport> {
     let started = Instant::now();
     settings::opt_file("data", &cfg.data)?;
     settings::opt_file("eval_data", &cfg.eval_data)?;
-    check_output_dir(&cfg.out, &[&cfg.model], cfg.overwrite)?;
+    let mut inputs = vec![cfg.model.as_path()];
+    inputs.extend(cfg.data.iter().chain(&cfg.eval_data).map(|p| p.as_path()));
+    check_output_dir(&cfg.out, &inputs, cfg.overwrite)?;
     let device = crate::parse_device(&cfg.device)?;
     let advice = "convert the float model, then quantize the experts";
     let loaded = super::super::load_float(&cfg.model, &device, advice)?;

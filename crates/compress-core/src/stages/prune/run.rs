@@ -78,7 +78,10 @@ pub fn run(cfg: &PruneRunConfig, progress: &Progress) -> Result<PruneRunReport> 
     settings::opt_file("data", &cfg.data)?;
     settings::opt_file("calib", &cfg.calib)?;
     settings::opt_file("eval_data", &cfg.eval_data)?;
-    check_output_dir(&cfg.out, &[&cfg.model], cfg.overwrite)?;
+    let mut inputs = vec![cfg.model.as_path()];
+    let files = [&cfg.data, &cfg.calib, &cfg.eval_data];
+    inputs.extend(files.into_iter().flatten().map(|p| p.as_path()));
+    check_output_dir(&cfg.out, &inputs, cfg.overwrite)?;
     let device = crate::parse_device(&cfg.device)?;
     let advice = "prune the float model, then quantize";
     let loaded = super::super::load_float(&cfg.model, &device, advice)?;

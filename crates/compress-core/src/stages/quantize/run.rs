@@ -83,7 +83,9 @@ pub fn run(cfg: &QuantizeRunConfig, progress: &Progress) -> Result<QuantizeRepor
     let started = Instant::now();
     let (weights, method) = cfg.validate()?;
     settings::opt_file("calib", &cfg.calib)?;
-    check_output_dir(&cfg.out, &[&cfg.model], cfg.overwrite)?;
+    let mut inputs = vec![cfg.model.as_path()];
+    inputs.extend(cfg.calib.iter().chain(&cfg.data).map(|p| p.as_path()));
+    check_output_dir(&cfg.out, &inputs, cfg.overwrite)?;
     let device = crate::parse_device(&cfg.device)?;
     let ck = open_checkpoint(&cfg.model)?;
     if ck.quantization.is_some() {
