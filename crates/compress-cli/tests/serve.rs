@@ -6,7 +6,7 @@
 mod common;
 
 use common::compress;
-use common::http::{demo, http, json, metric, post, sse, start, start_model, wait_idle};
+use common::http::{demo, http, json, metric, post, request, sse, start, start_model, wait_idle};
 use serde_json::json as j;
 
 #[test]
@@ -366,4 +366,26 @@ fn more_work_than_kv_blocks_preempts_and_a_disconnect_frees_blocks() {
         text.contains("compress_request_success_total{finished_reason=\"abort\"} 1"),
         "{text}"
     );
+}
+
+#[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    let srv = start(&["--api-key", "sekret"]);
+    let body = r#"{"prompt":[1,17],"max_tokens":1}"#;
+    for auth in ["Bearer sekret", "bearer sekret", "BEARER  sekret"] {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Authorization", auth),
+        ];
+        let (st, _, resp) = request(srv.port, "POST", "/v1/completions", &headers, body);
+        assert_eq!(st, 200, "{auth}: {resp}");
+    }
+    for auth in ["Basic sekret", "bearer wrong", "bearersekret"] {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Authorization", auth),
+        ];
+        let (st, _, _) = request(srv.port, "POST", "/v1/completions", &headers, body);
+        assert_eq!(st, 401, "{auth}");
+    }
 }

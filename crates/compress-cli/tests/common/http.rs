@@ -58,13 +58,34 @@ pub fn start_model(model: &str, extra: &[&str]) -> Server {
 
 /// One HTTP/1.1 request; `(status, body)` with a chunked body decoded.
 pub fn http(port: u16, method: &str, path: &str, body: &str, key: Option<&str>) -> (u16, String) {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    let (status, _, body) = request(port, method, path, &headers, body);
+    (status, body)
+}
+
+/// One HTTP/1.1 request with exactly `headers` (besides Host, Content-Length and Connection);
+/// `(status, head, body)`, the head lower-cased and a chunked body decoded.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     // A server may answer (413) before reading all of a large body: a failed write or a reset
     // after the answer arrived is not the test's concern.
     let _ = write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let mut raw = Vec::new();
@@ -72,10 +93,8 @@ pub fn http(port: u16, method: &str, path: &str, body: &str, key: Option<&str>) 
     let raw = String::from_utf8(raw).unwrap();
     let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         let mut out = String::new();
         let mut rest = rest;
         while let Some((size, tail)) = rest.split_once("\r\n") {
@@ -90,7 +109,7 @@ pub fn http(port: u16, method: &str, path: &str, body: &str, key: Option<&str>) 
     } else {
         rest.to_string()
     };
-    (status, body)
+    (status, head, body)
 }
 
 /// Parses JSON, panicking with the text.

@@ -94,7 +94,7 @@ async fn auth(
         let given = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_token);
         if given != Some(key.as_str()) && req.uri().path() != "/health" {
             return error::error(
                 StatusCode::UNAUTHORIZED,
@@ -105,6 +105,15 @@ async fn auth(
         }
     }
     next.run(req).await
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 7235 §2.1) and may be followed by more than one space.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
 }
 
 /// Builds the shared state: the engine on `model` with `engine_cfg`, and the tokenizer of
