@@ -389,3 +389,40 @@ fn the_bearer_scheme_is_case_insensitive() {
         assert_eq!(st, 401, "{auth}");
     }
 }
+
+#[test]
+fn json_routes_refuse_other_content_types() {
+    let srv = start(&[]);
+    let body = r#"{"prompt":[1,17],"max_tokens":1}"#;
+    for ct in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+    ] {
+        let (st, _, resp) = request(
+            srv.port,
+            "POST",
+            "/v1/completions",
+            &[("Content-Type", ct)],
+            body,
+        );
+        assert_eq!(st, 200, "{ct}: {resp}");
+    }
+    for (path, ct) in [
+        ("/v1/completions", Some("text/plain")),
+        (
+            "/v1/chat/completions",
+            Some("application/x-www-form-urlencoded"),
+        ),
+        ("/tokenize", Some("application/jsonx")),
+        ("/v1/completions", None),
+    ] {
+        let headers: Vec<(&str, &str)> = ct.map(|c| ("Content-Type", c)).into_iter().collect();
+        let (st, _, resp) = request(srv.port, "POST", path, &headers, body);
+        assert_eq!(st, 415, "{path} {ct:?}: {resp}");
+        let e = &json(&resp)["error"];
+        assert_eq!(e["code"], "unsupported_media_type");
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.contains(ct.unwrap_or("no Content-Type")), "{msg}");
+    }
+}

@@ -79,6 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize))
+        .layer(middleware::from_fn(json_only))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
@@ -102,6 +103,32 @@ async fn auth(
                 "missing or wrong API key (Authorization: Bearer <key>)",
             )
             .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Every POST route reads JSON: a body sent as anything but `application/json` (parameters
+/// such as `; charset=utf-8` allowed) is a 415 rather than parsed as JSON regardless.
+async fn json_only(req: HttpRequest, next: Next) -> Response {
+    if req.method() == axum::http::Method::POST {
+        let given = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let essence = given
+            .as_deref()
+            .map(|v| v.split(';').next().unwrap_or("").trim());
+        if !essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+            let got = match &given {
+                Some(v) => format!("Content-Type `{v}`"),
+                None => "no Content-Type".into(),
+            };
+            return error::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("{got}: {} takes application/json", req.uri().path()),
+            );
         }
     }
     next.run(req).await
