@@ -178,6 +178,11 @@ fn bad_recipes_fail_before_any_work() {
         ("", "[[stages]]\nstage = \"prune\"\nsparsity = 0.5\n[[stages]]\nstage = \"quantize\"\nbits = 9\n", "stages[1] (quantize \"quantize\"): bits = 9: must be between 2 and 8"),
         ("", "[[stages]]\nstage = \"prune\"\nsparsity = 1.5\n", "stages[0] (prune \"prune\"): sparsity = 1.5"),
     ];
+    let many = "[[stages]]\nstage = \"quantize\"\nbits = 4\n".repeat(257);
+    let cases: Vec<(&str, &str, &str)> = cases
+        .into_iter()
+        .chain([("", many.as_str(), "257 [[stages]]: at most 256")])
+        .collect();
     for (extra, stages, needle) in cases {
         let r = recipe(&d, extra, stages);
         fails_with(&["run", r.to_str().unwrap()], needle);

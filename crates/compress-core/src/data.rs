@@ -31,6 +31,18 @@ pub fn load_documents(
     tokenizer: Option<&Tokenizer>,
     vocab_size: usize,
 ) -> Result<Vec<Vec<u32>>> {
+    load_documents_up_to(path, tokenizer, vocab_size, None)
+}
+
+/// [`load_documents`], reading only about `max_tokens` tokens when given: text is tokenized
+/// in growing prefixes cut at whitespace (so the tokens kept equal the whole text's first ones)
+/// and `.jsonl` rows are read until that many tokens; `.json` is parsed whole.
+pub fn load_documents_up_to(
+    path: &Path,
+    tokenizer: Option<&Tokenizer>,
+    vocab_size: usize,
+    max_tokens: Option<usize>,
+) -> Result<Vec<Vec<u32>>> {
     let body = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
     if body.trim().is_empty() {
         return Err(data_err(path, "data file is empty"));
@@ -53,7 +65,7 @@ pub fn load_documents(
     };
     let docs = match ext.as_str() {
         "txt" | "text" => {
-            let ids = need_tok("text data")?.encode(&body)?;
+            let ids = encode_prefix(need_tok("text data")?, &body, max_tokens)?;
             check_ids(
                 path,
                 1,
@@ -94,6 +106,10 @@ pub fn load_documents(
                     }
                 };
                 docs.push(check_ids(path, n + 1, "line", &ids, vocab_size)?);
+                let read: usize = docs.iter().map(Vec::len).sum();
+                if max_tokens.is_some_and(|m| read >= m) {
+                    break;
+                }
             }
             docs
         }
@@ -109,6 +125,28 @@ pub fn load_documents(
         return Err(data_err(path, "data file holds no tokens"));
     }
     Ok(docs)
+}
+
+/// The tokens of `text`, or, with `max_tokens`, at least its first `max_tokens` tokens
+/// (all when shorter): prefixes of doubling length cut at whitespace are tokenized until one
+/// holds enough; tokens before a whitespace cut are the whole text's.
+fn encode_prefix(tok: &Tokenizer, text: &str, max_tokens: Option<usize>) -> Result<Vec<u32>> {
+    let Some(want) = max_tokens else {
+        return tok.encode(text);
+    };
+    let mut len = (want * 8).max(4096);
+    while len < text.len() {
+        // Cut at the last whitespace before `len` bytes (a char boundary).
+        let cut = text[..text.floor_char_boundary(len)].rfind(char::is_whitespace);
+        if let Some(cut) = cut.filter(|&c| c > 0) {
+            let ids = tok.encode(&text[..cut])?;
+            if ids.len() > want {
+                return Ok(ids);
+            }
+        }
+        len = len.saturating_mul(2);
+    }
+    tok.encode(text)
 }
 
 fn check_ids(path: &Path, line: usize, what: &str, ids: &[i64], vocab: usize) -> Result<Vec<u32>> {
@@ -184,6 +222,39 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, body).unwrap();
         p
+    }
+
+    #[test]
+    fn a_token_budget_reads_a_prefix_with_the_whole_files_tokens() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let tok = Tokenizer::from_file(&root.join("examples/models/demo/tokenizer.json")).unwrap();
+        let text = root.join("examples/data/corpus/train.txt");
+        let vocab = tok.vocab_size();
+        let whole = load_documents(&text, Some(&tok), vocab).unwrap();
+        for budget in [1, 100, 5000] {
+            let part = load_documents_up_to(&text, Some(&tok), vocab, Some(budget)).unwrap();
+            let (p, w) = (&part[0], &whole[0]);
+            assert!(
+                p.len() > budget && p.len() < w.len(),
+                "{budget}: {}",
+                p.len()
+            );
+            assert_eq!(
+                &w[..p.len()],
+                &p[..],
+                "{budget}: the prefix's tokens differ"
+            );
+        }
+        // jsonl stops reading once it has enough: a bad row after that is never parsed.
+        let dir = tempfile::tempdir().unwrap();
+        let j = write(
+            dir.path(),
+            "a.jsonl",
+            "{\"ids\":[1,2,3]}\n{\"ids\":[4]}\nnot json\n",
+        );
+        let docs = load_documents_up_to(&j, None, 10, Some(3)).unwrap();
+        assert_eq!(docs, vec![vec![1, 2, 3]]);
+        assert!(load_documents(&j, None, 10).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `compress eval --model M --data F [--reference R] [--max-seqs N] [--seq-len L] [--context N] [--logits-out F.npy] [--json]`.
 
 use anyhow::{Context, Result};
-use compress_core::data::{chunk, load_documents};
+use compress_core::data::{chunk, load_documents_up_to};
 use compress_core::eval::evaluate;
 use compress_core::tokenizer::Tokenizer;
 
@@ -15,8 +15,10 @@ pub fn run(a: EvalArgs, common: &Common) -> Result<()> {
     }
     let cfg = &loaded.model.config;
     let tokenizer = Tokenizer::from_model_dir(&a.model)?;
-    let docs = load_documents(&a.data, tokenizer.as_ref(), cfg.vocab_size)?;
     let seq_len = a.seq_len.unwrap_or(256.min(cfg.max_position_embeddings));
+    // With --max-seqs only that many windows are read (a huge file is not tokenized whole).
+    let budget = a.max_seqs.map(|n| n.saturating_mul(seq_len));
+    let docs = load_documents_up_to(&a.data, tokenizer.as_ref(), cfg.vocab_size, budget)?;
     if seq_len < 2 {
         anyhow::bail!("--seq-len {seq_len}: must be at least 2");
     }

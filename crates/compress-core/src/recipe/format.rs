@@ -34,7 +34,7 @@
 //! Keys outside these tables are errors naming their path; stage keys are checked by
 //! deserializing each stage into its run config ([`super::StageConfig`]) before anything runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,9 @@ use crate::error::{CoreError, Result};
 
 /// The kinds of stage a recipe can run.
 pub const STAGE_KINDS: &[&str] = &["quantize", "prune", "distill", "moe"];
+
+/// Most stages a recipe may hold (a pipeline is a handful; a huge file is refused at once).
+pub const MAX_STAGES: usize = 256;
 
 /// Keys the runner sets itself, which a stage may not give.
 pub const RESERVED_KEYS: &[&str] = &["model", "out", "overwrite", "json", "resume"];
@@ -215,8 +218,13 @@ impl Recipe {
 
     fn stages(path: &Path, raw: Vec<toml::Table>) -> Result<Vec<Stage>> {
         let mut stages: Vec<Stage> = Vec::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
         if raw.is_empty() {
             return Err(invalid(path, "no [[stages]]"));
+        }
+        if raw.len() > MAX_STAGES {
+            let msg = format!("{} [[stages]]: at most {MAX_STAGES} are allowed", raw.len());
+            return Err(invalid(path, msg));
         }
         for (i, mut t) in raw.into_iter().enumerate() {
             let at = |msg: String| invalid(path, format!("stages[{i}]: {msg}"));
@@ -240,7 +248,7 @@ impl Recipe {
                 )));
             }
             let name = text(&mut t, "name")?.unwrap_or_else(|| kind.clone());
-            if stages.iter().any(|s| s.name == name) {
+            if by_name.contains_key(&name) {
                 return Err(at(format!(
                     "name = \"{name}\": already used by an earlier stage (give each a name)"
                 )));
@@ -248,16 +256,12 @@ impl Recipe {
             let find = |key: &str, r: Option<String>, default: Option<usize>| match r.as_deref() {
                 None => Ok(default),
                 Some("model") => Ok(None),
-                Some(n) => stages
-                    .iter()
-                    .position(|s| s.name == n)
-                    .map(Some)
-                    .ok_or_else(|| {
-                        at(format!(
-                            "{key} = \"{n}\": no earlier stage has that name (a stage can only \
+                Some(n) => by_name.get(n).copied().map(Some).ok_or_else(|| {
+                    at(format!(
+                        "{key} = \"{n}\": no earlier stage has that name (a stage can only \
                              use the model or earlier stages' outputs)"
-                        ))
-                    }),
+                    ))
+                }),
             };
             let input = find("input", text(&mut t, "input")?, i.checked_sub(1))?;
             let teacher_ref = text(&mut t, "teacher")?;
@@ -276,6 +280,7 @@ impl Recipe {
                 }
                 settings.insert(flag, v);
             }
+            by_name.insert(name.clone(), stages.len());
             stages.push(Stage {
                 kind,
                 name,

@@ -90,7 +90,7 @@ pub const COMMON_FIELDS: &[&str] = &[
 /// What a checked request asks for, besides its prompts.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// Engine request template (prompt empty; `max_tokens` is fitted to each prompt).
+    /// Engine request template (prompt empty; `max_tokens` is set for each prompt).
     pub request: Request,
     /// Stop strings.
     pub stops: Vec<String>,
@@ -98,7 +98,7 @@ pub struct Plan {
     pub stream: bool,
     /// Send a usage chunk at the end of a stream.
     pub include_usage: bool,
-    /// Requested `max_tokens` (`None`: up to the context).
+    /// Requested `max_tokens` (`None`: up to the context or what the KV cache holds).
     pub max_tokens: Option<usize>,
 }
 
@@ -224,10 +224,21 @@ pub fn plan(state: &AppState, c: &Common, logprobs: Option<usize>) -> Result<Pla
 
 impl Plan {
     /// The engine request for `prompt`, checked as the engine will check it (vocabulary,
-    /// context, KV cache); `max_tokens` is capped at the context left after the prompt (and
-    /// defaults to what the KV cache can hold).
+    /// context, KV cache). A `max_tokens` that runs past the context is a 400 (as OpenAI and
+    /// vLLM answer); without one, generation runs up to the context or what the KV cache holds.
     pub fn request_for(&self, state: &AppState, prompt: Vec<u32>) -> Result<Request, ApiError> {
         let ctx = state.model.config.max_position_embeddings;
+        if let Some(m) = self.max_tokens {
+            let p = prompt.len();
+            if p.saturating_add(m) > ctx {
+                return Err(ApiError::bad(format!(
+                    "max_tokens: this model's maximum context length is {ctx} tokens. However, \
+                     you requested {} tokens ({p} in the prompt, {m} in the completion). Please \
+                     reduce the length of the prompt or max_tokens.",
+                    p.saturating_add(m)
+                )));
+            }
+        }
         let blocks = state.engine.snapshot().blocks_total;
         let room = ctx.saturating_sub(prompt.len()).max(1);
         // Without max_tokens: up to the context, or what the KV cache can hold.
@@ -235,7 +246,7 @@ impl Plan {
         let default = room.min(cache.saturating_sub(prompt.len()).max(1));
         let req = Request {
             prompt,
-            max_tokens: self.max_tokens.unwrap_or(default).min(room),
+            max_tokens: self.max_tokens.unwrap_or(default),
             ..self.request.clone()
         };
         check_request(&state.model.config, blocks, &req)
