@@ -426,3 +426,39 @@ fn json_routes_refuse_other_content_types() {
         assert!(msg.contains(ct.unwrap_or("no Content-Type")), "{msg}");
     }
 }
+
+#[test]
+fn max_tokens_past_the_context_is_refused_not_cut() {
+    let srv = start(&[]);
+    let p = srv.port;
+    let ids: Vec<u32> = (0..500).map(|i| 40 + i % 100).collect();
+    for (prompt, max_tokens) in [(vec![1u32, 17], 1_000_000_000_000u64), (ids.clone(), 13)] {
+        let body = j!({"prompt": prompt, "max_tokens": max_tokens}).to_string();
+        let (st, resp) = http(p, "POST", "/v1/completions", &body, None);
+        assert_eq!(st, 400, "{resp}");
+        let msg = json(&resp)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let want = format!(
+            "({} in the prompt, {max_tokens} in the completion)",
+            prompt.len()
+        );
+        assert!(msg.starts_with("max_tokens:"), "{msg}");
+        assert!(
+            msg.contains("maximum context length is 512 tokens") && msg.contains(&want),
+            "{msg}"
+        );
+    }
+    let chat = j!({"messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": 512});
+    let (st, resp) = http(p, "POST", "/v1/chat/completions", &chat.to_string(), None);
+    assert_eq!(st, 400, "{resp}");
+    assert!(resp.contains("in the completion"), "{resp}");
+    // Exactly up to the context is fine, and runs to its end.
+    let r = post(
+        p,
+        "/v1/completions",
+        &j!({"prompt": ids, "max_tokens": 12, "temperature": 0, "ignore_eos": true}),
+    );
+    assert_eq!(r["usage"]["completion_tokens"], 12, "{r}");
+}
