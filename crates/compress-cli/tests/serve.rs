@@ -462,3 +462,81 @@ fn max_tokens_past_the_context_is_refused_not_cut() {
     );
     assert_eq!(r["usage"]["completion_tokens"], 12, "{r}");
 }
+
+#[test]
+fn request_cost_is_bounded_before_anything_is_queued() {
+    // The hostile request: 1000 prompts × n = 128 would start 128,000 sequences.
+    let srv = start(&[]);
+    let prompts = vec!["hi"; 1000];
+    let body = j!({"prompt": prompts, "n": 128, "max_tokens": 1}).to_string();
+    let (st, resp) = http(srv.port, "POST", "/v1/completions", &body, None);
+    assert_eq!(st, 400, "{resp}");
+    let msg = json(&resp)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("128000 sequences") && msg.contains("at most 256"),
+        "{msg}"
+    );
+    assert_eq!(metric(srv.port, "compress_http_requests_total"), 0.0);
+    drop(srv);
+
+    // One sequence runs at a time; more than 2 waiting is a 503 with Retry-After.
+    let srv = start(&[
+        "--max-request-seqs",
+        "6",
+        "--max-seqs",
+        "1",
+        "--max-queued-seqs",
+        "2",
+    ]);
+    let p = srv.port;
+    let (st, resp) = http(
+        p,
+        "POST",
+        "/v1/completions",
+        r#"{"prompt":[[1],[2],[3]],"n":3}"#,
+        None,
+    );
+    assert_eq!(st, 400, "{resp}");
+    assert!(
+        resp.contains("9 sequences") && resp.contains("--max-request-seqs"),
+        "{resp}"
+    );
+    // Six long sequences, streamed: one runs, five wait.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+    let body = j!({"prompt": [[1, 40], [1, 41], [1, 42], [1, 43], [1, 44], [1, 45]],
+                   "max_tokens": 500, "ignore_eos": true, "stream": true})
+    .to_string();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let _ = s.read(&mut buf).unwrap();
+    let t0 = std::time::Instant::now();
+    while metric(p, "compress_num_requests_waiting") < 4.0 {
+        assert!(t0.elapsed().as_secs() < 20, "nothing waits");
+    }
+    let small = r#"{"prompt":[1,17],"max_tokens":1}"#;
+    let (st, head, resp) = request(
+        p,
+        "POST",
+        "/v1/completions",
+        &[("Content-Type", "application/json")],
+        small,
+    );
+    assert_eq!(st, 503, "{resp}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert_eq!(json(&resp)["error"]["code"], "server_overloaded");
+    assert!(resp.contains("--max-queued-seqs"), "{resp}");
+    // The stream's client goes away: the queue empties and requests are served again.
+    drop(s);
+    wait_idle(p);
+    let (st, resp) = http(p, "POST", "/v1/completions", small, None);
+    assert_eq!(st, 200, "{resp}");
+}

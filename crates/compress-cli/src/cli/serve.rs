@@ -38,6 +38,13 @@ pub struct ServeArgs {
     /// --top-k of MoE models.
     #[command(flatten)]
     pub top_k: super::TopKArg,
+    /// Most sequences (prompts × n) one request may start; more is a 400.
+    #[arg(long, default_value_t = compress_runtime::server::DEFAULT_MAX_REQUEST_SEQS)]
+    pub max_request_seqs: usize,
+    /// While more sequences than this wait in the engine, new requests get a 503 with
+    /// Retry-After.
+    #[arg(long, default_value_t = compress_runtime::server::DEFAULT_MAX_QUEUED_SEQS)]
+    pub max_queued_seqs: usize,
     /// Most tokens per engine step (decode tokens plus prompt chunks).
     #[arg(long, default_value_t = 512)]
     pub max_batched_tokens: usize,

@@ -1,9 +1,10 @@
 //! `compress serve --model M [--host 127.0.0.1] [--port 8000] [--api-key K] [--kv-blocks N]
-//! [--max-seqs N] [--chat-template FILE] [--top-k K]`: the OpenAI-compatible server of
-//! `compress_runtime::server`, until SIGINT or SIGTERM.
+//! [--max-seqs N] [--max-request-seqs N] [--max-queued-seqs N] [--chat-template FILE]
+//! [--top-k K]`: the OpenAI-compatible server of `compress_runtime::server`, until SIGINT or
+//! SIGTERM.
 
 use anyhow::{Context, Result};
-use compress_runtime::server::{serve, state, ServerConfig};
+use compress_runtime::server::{serve, state_with_limits, Limits, ServerConfig};
 use compress_runtime::{EngineConfig, Model};
 
 use crate::cli::{Common, ServeArgs};
@@ -17,6 +18,9 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
     }
     if a.max_seqs == 0 || a.kv_blocks == Some(0) || a.max_batched_tokens == 0 {
         anyhow::bail!("--max-seqs, --kv-blocks and --max-batched-tokens must be > 0");
+    }
+    if a.max_request_seqs == 0 {
+        anyhow::bail!("--max-request-seqs must be > 0");
     }
     let mut model =
         Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
@@ -48,7 +52,11 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
         model_name: name.clone(),
         chat_template: a.chat_template.clone(),
     };
-    let app = state(model, engine_cfg, config)?;
+    let limits = Limits {
+        max_request_seqs: a.max_request_seqs,
+        max_queued_seqs: a.max_queued_seqs,
+    };
+    let app = state_with_limits(model, engine_cfg, config, limits)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)

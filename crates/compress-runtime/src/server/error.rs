@@ -61,3 +61,17 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         json!({"error": {"message": message.into(), "type": kind, "param": null, "code": code}});
     (status, Json(body)).into_response()
 }
+
+/// A 503 `server_overloaded` with `Retry-After: 1`: the server is busy, not the request wrong.
+pub fn overloaded(message: impl Into<String>) -> Response {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_overloaded",
+        message,
+    );
+    r.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    r
+}

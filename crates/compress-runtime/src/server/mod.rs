@@ -52,6 +52,31 @@ pub struct ServerConfig {
     pub chat_template: Option<std::path::PathBuf>,
 }
 
+/// Default of [`Limits::max_request_seqs`] (`--max-request-seqs`).
+pub const DEFAULT_MAX_REQUEST_SEQS: usize = 256;
+/// Default of [`Limits::max_queued_seqs`] (`--max-queued-seqs`).
+pub const DEFAULT_MAX_QUEUED_SEQS: usize = 1024;
+
+/// The work one request may ask for, checked before anything is queued. Kept apart from
+/// [`ServerConfig`] so that code building a `ServerConfig` literal keeps compiling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most sequences (prompts × `n`) one request may start; more is a 400.
+    pub max_request_seqs: usize,
+    /// While more sequences than this wait in the engine, new generation requests get a 503
+    /// with `Retry-After` (a soft bound: requests checked at the same moment all pass).
+    pub max_queued_seqs: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_seqs: DEFAULT_MAX_REQUEST_SEQS,
+            max_queued_seqs: DEFAULT_MAX_QUEUED_SEQS,
+        }
+    }
+}
+
 /// What every handler shares.
 pub struct AppState {
     /// The engine thread.
@@ -66,6 +91,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Server settings.
     pub config: ServerConfig,
+    /// Per-request cost limits.
+    pub limits: Limits,
 }
 
 /// The routes over `state`.
@@ -144,11 +171,21 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 /// Builds the shared state: the engine on `model` with `engine_cfg`, and the tokenizer of
-/// `model_dir` when it has one.
+/// `model_dir` when it has one; the default [`Limits`].
 pub fn state(
     model: Model,
     engine_cfg: EngineConfig,
     config: ServerConfig,
+) -> Result<Arc<AppState>> {
+    state_with_limits(model, engine_cfg, config, Limits::default())
+}
+
+/// [`state`] with the given per-request cost `limits`.
+pub fn state_with_limits(
+    model: Model,
+    engine_cfg: EngineConfig,
+    config: ServerConfig,
+    limits: Limits,
 ) -> Result<Arc<AppState>> {
     let tok_path = model.dir.join("tokenizer.json");
     let tokenizer = match tok_path.is_file() {
@@ -168,6 +205,7 @@ pub fn state(
         chat_template,
         metrics: Arc::default(),
         config,
+        limits,
     }))
 }
 

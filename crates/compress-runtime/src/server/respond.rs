@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{overloaded, ApiError};
 use super::generation::{finish_name, Generation, Sample, Update};
 use super::params::Plan;
 use super::AppState;
@@ -141,13 +141,33 @@ fn usage(g: &Generation) -> Value {
     json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
 }
 
-/// Submits `prompts` under `plan` and answers as `endpoint`.
+/// Submits `prompts` under `plan` and answers as `endpoint`; a request over the
+/// [`super::Limits`] is refused before anything is queued.
 pub async fn respond(
     state: Arc<AppState>,
     endpoint: Endpoint,
     plan: Plan,
     prompts: Vec<Vec<u32>>,
 ) -> Response {
+    let seqs = prompts.len().saturating_mul(plan.request.n);
+    let max = state.limits.max_request_seqs;
+    if seqs > max {
+        return ApiError::bad(format!(
+            "{} prompt(s) × n = {} is {seqs} sequences; this server takes at most {max} per \
+             request (--max-request-seqs)",
+            prompts.len(),
+            plan.request.n
+        ))
+        .into_response();
+    }
+    let waiting = state.engine.snapshot().waiting;
+    if waiting > state.limits.max_queued_seqs {
+        return overloaded(format!(
+            "the server is busy: {waiting} sequences are waiting (at most {} queued, \
+             --max-queued-seqs); retry later",
+            state.limits.max_queued_seqs
+        ));
+    }
     let mut requests = Vec::with_capacity(prompts.len());
     for p in prompts {
         match plan.request_for(&state, p) {
