@@ -540,3 +540,64 @@ fn request_cost_is_bounded_before_anything_is_queued() {
     let (st, resp) = http(p, "POST", "/v1/completions", small, None);
     assert_eq!(st, 200, "{resp}");
 }
+
+#[test]
+fn slow_clients_are_timed_out_and_sigterm_still_exits_0() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let srv = start(&["--read-timeout", "1"]);
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // Headers one byte at a time: the connection is closed about a second in.
+    let t0 = Instant::now();
+    let mut s = connect();
+    for b in b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if t0.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let mut rest = Vec::new();
+    let read = s.read_to_end(&mut rest);
+    assert!(
+        !matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            || e.kind() == std::io::ErrorKind::TimedOut),
+        "the connection stayed open: {read:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+
+    // A body shorter than its Content-Length: a 408 in the OpenAI shape.
+    let t0 = Instant::now();
+    let mut s = connect();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"prompt\""
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    assert!(resp.contains("request_timeout"), "{resp}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+
+    // Normal requests still work, and SIGTERM with an idle keep-alive connection open exits 0.
+    let (st, resp) = http(
+        srv.port,
+        "POST",
+        "/v1/completions",
+        r#"{"prompt":[1,17],"max_tokens":2}"#,
+        None,
+    );
+    assert_eq!(st, 200, "{resp}");
+    let _idle = connect();
+    let t0 = Instant::now();
+    assert!(srv.terminate().success());
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}

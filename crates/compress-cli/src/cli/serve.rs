@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Retry-After.
     #[arg(long, default_value_t = compress_runtime::server::DEFAULT_MAX_QUEUED_SEQS)]
     pub max_queued_seqs: usize,
+    /// Seconds a client has to send a request's headers, and then its body; past it the
+    /// connection is closed (headers) or answered 408 (body).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub read_timeout: u64,
     /// Most tokens per engine step (decode tokens plus prompt chunks).
     #[arg(long, default_value_t = 512)]
     pub max_batched_tokens: usize,

@@ -1,5 +1,6 @@
 //! `compress serve --model M [--host 127.0.0.1] [--port 8000] [--api-key K] [--kv-blocks N]
-//! [--max-seqs N] [--max-request-seqs N] [--max-queued-seqs N] [--chat-template FILE]
+//! [--max-seqs N] [--max-request-seqs N] [--max-queued-seqs N] [--read-timeout SECS]
+//! [--chat-template FILE]
 //! [--top-k K]`: the OpenAI-compatible server of `compress_runtime::server`, until SIGINT or
 //! SIGTERM.
 
@@ -19,8 +20,8 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
     if a.max_seqs == 0 || a.kv_blocks == Some(0) || a.max_batched_tokens == 0 {
         anyhow::bail!("--max-seqs, --kv-blocks and --max-batched-tokens must be > 0");
     }
-    if a.max_request_seqs == 0 {
-        anyhow::bail!("--max-request-seqs must be > 0");
+    if a.max_request_seqs == 0 || a.read_timeout == 0 {
+        anyhow::bail!("--max-request-seqs and --read-timeout must be > 0");
     }
     let mut model =
         Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
@@ -55,6 +56,7 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
     let limits = Limits {
         max_request_seqs: a.max_request_seqs,
         max_queued_seqs: a.max_queued_seqs,
+        read_timeout: std::time::Duration::from_secs(a.read_timeout),
     };
     let app = state_with_limits(model, engine_cfg, config, limits)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -8,7 +8,9 @@
 //! `temperature`, `top_p`, `seed`, `stop`, `n` (samples forked copy-on-write), logprobs, and
 //! `stream: true` (server-sent events ending with `data: [DONE]`), and report `usage`. Bad
 //! requests get a 4xx with an OpenAI-style JSON error body; `api_key` requires
-//! `Authorization: Bearer <key>`; bodies are limited in size. A client that disconnects drops
+//! `Authorization: Bearer <key>` (any case of the scheme); POST bodies must be
+//! `application/json`, are limited in size and must arrive within [`Limits::read_timeout`], as
+//! must headers; [`Limits`] also bounds the sequences one request starts and the queue. A client that disconnects drops
 //! its request's [`engine_thread::Ticket`], which aborts it and frees its blocks.
 
 pub mod chat;
@@ -24,6 +26,7 @@ pub mod tokenize;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -52,6 +55,8 @@ pub struct ServerConfig {
     pub chat_template: Option<std::path::PathBuf>,
 }
 
+/// Default of [`Limits::read_timeout`] (`--read-timeout`), as hyper's header default.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of [`Limits::max_request_seqs`] (`--max-request-seqs`).
 pub const DEFAULT_MAX_REQUEST_SEQS: usize = 256;
 /// Default of [`Limits::max_queued_seqs`] (`--max-queued-seqs`).
@@ -66,6 +71,9 @@ pub struct Limits {
     /// While more sequences than this wait in the engine, new generation requests get a 503
     /// with `Retry-After` (a soft bound: requests checked at the same moment all pass).
     pub max_queued_seqs: usize,
+    /// Longest wait for a request's headers, and separately for its whole body; past it the
+    /// connection is closed (headers) or answered 408 (body).
+    pub read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -73,6 +81,7 @@ impl Default for Limits {
         Self {
             max_request_seqs: DEFAULT_MAX_REQUEST_SEQS,
             max_queued_seqs: DEFAULT_MAX_QUEUED_SEQS,
+            read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -106,7 +115,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize))
-        .layer(middleware::from_fn(json_only))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            json_only,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
@@ -136,29 +148,65 @@ async fn auth(
 }
 
 /// Every POST route reads JSON: a body sent as anything but `application/json` (parameters
-/// such as `; charset=utf-8` allowed) is a 415 rather than parsed as JSON regardless.
-async fn json_only(req: HttpRequest, next: Next) -> Response {
-    if req.method() == axum::http::Method::POST {
-        let given = req
-            .headers()
-            .get(axum::http::header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        let essence = given
-            .as_deref()
-            .map(|v| v.split(';').next().unwrap_or("").trim());
-        if !essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
-            let got = match &given {
-                Some(v) => format!("Content-Type `{v}`"),
-                None => "no Content-Type".into(),
-            };
-            return error::error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("{got}: {} takes application/json", req.uri().path()),
-            );
-        }
+/// such as `; charset=utf-8` allowed) is a 415 rather than parsed as JSON regardless. The body
+/// is then read here, within [`Limits::read_timeout`] (a 408 past it) and `max_body_bytes`.
+async fn json_only(State(state): State<Arc<AppState>>, req: HttpRequest, next: Next) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let given = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = given
+        .as_deref()
+        .map(|v| v.split(';').next().unwrap_or("").trim());
+    if !essence.is_some_and(|e| e.eq_ignore_ascii_case("application/json")) {
+        let got = match &given {
+            Some(v) => format!("Content-Type `{v}`"),
+            None => "no Content-Type".into(),
+        };
+        return error::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("{got}: {} takes application/json", req.uri().path()),
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let (max, wait) = (state.config.max_body_bytes, state.limits.read_timeout);
+    let bytes = match tokio::time::timeout(wait, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            let too_large = e
+                .into_inner()
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            return match too_large {
+                true => error::error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    format!("request body: over {max} bytes (--max-body-bytes)"),
+                ),
+                false => error::error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "request body: could not be read",
+                ),
+            };
+        }
+        Err(_) => {
+            return error::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("request body: not received within {}s", wait.as_secs_f64()),
+            )
+        }
+    };
+    next.run(HttpRequest::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
@@ -230,14 +278,44 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Serves on `listener` until `shutdown` resolves (in-flight streams are then dropped, which
-/// aborts their requests).
+/// Serves on `listener` until `shutdown` resolves, then stops accepting and waits for the
+/// connections' in-flight requests to finish (idle keep-alive connections are closed). Each
+/// connection is hyper's HTTP/1 with a header read timeout ([`Limits::read_timeout`]), which
+/// `axum::serve` does not offer.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let header_timeout = state.limits.read_timeout;
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            conn = listener.accept() => match conn {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    eprintln!("compress serve: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A client that went away or timed out: nothing to tell anyone.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
