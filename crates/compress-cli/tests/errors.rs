@@ -404,3 +404,27 @@ fn runtime_generate_and_bench_errors() {
     fails_with(&generate(&["--prompt-ids", "1"]), "model.safetensors");
     fails_with(&["bench", "--model", ms], "model.safetensors");
 }
+
+#[test]
+fn inspect_checks_config_against_the_tensors_and_reads_the_tokenizer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    let cfg_path = m.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let good = cfg.clone();
+    cfg["vocab_size"] = serde_json::json!(1_000_000_000_000u64);
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    fails_with(
+        &["inspect", m.to_str().unwrap()],
+        "model.embed_tokens.weight",
+    );
+    std::fs::write(&cfg_path, good.to_string()).unwrap();
+    std::fs::write(m.join("tokenizer.json"), "{not json").unwrap();
+    let out = common::compress(&["inspect", m.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report["tokenizer"], false,
+        "an unreadable tokenizer.json is no tokenizer"
+    );
+}

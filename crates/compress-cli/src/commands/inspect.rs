@@ -1,7 +1,8 @@
 //! `compress inspect MODEL [--json]`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use compress_core::model::LlamaConfig;
+use compress_core::tokenizer::Tokenizer;
 use compress_format::hf_config::HfConfig;
 use compress_format::safetensors::ModelFiles;
 use serde::Serialize;
@@ -26,6 +27,16 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let cfg_path = a.model.join("config.json");
     let hf = HfConfig::from_file(&cfg_path)?;
     let files = ModelFiles::open_dir(&a.model)?;
+    // The tensors must agree with config.json (names, shapes, vocabulary): a config the weights
+    // contradict is an error naming the tensor, not a report of numbers nobody can load.
+    compress_core::model::open_checkpoint(&a.model)
+        .and_then(|ck| ck.check_shapes())
+        .with_context(|| {
+            format!(
+                "{}: config.json and the weights disagree",
+                a.model.display()
+            )
+        })?;
     let cfg = LlamaConfig::from_hf(&hf);
     let weight_bytes = compress_core::model::hf::weight_bytes(&a.model)?;
     let report = Report {
@@ -36,7 +47,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
         tensors: files.names().len(),
         shards: files.num_shards(),
         weight_bytes,
-        tokenizer: a.model.join("tokenizer.json").is_file(),
+        // Readable, not merely present.
+        tokenizer: matches!(Tokenizer::from_model_dir(&a.model), Ok(Some(_))),
         quantized: hf.raw.contains_key("quantization_config"),
         config: cfg,
     };

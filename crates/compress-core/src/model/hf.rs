@@ -209,16 +209,36 @@ impl Checkpoint {
             }
         }
         let t = self.files.tensor(&spec.name)?;
-        if t.shape != spec.shape.as_slice() {
-            return Err(weights_error(
-                dir,
-                format!(
-                    "tensor `{}` has shape {:?}, config.json implies {:?}",
-                    spec.name, t.shape, spec.shape
-                ),
-            ));
-        }
+        self.check_shape(spec, t.shape)?;
         Ok(t.to_f32()?)
+    }
+
+    /// Errors unless a float tensor of `shape` fits `spec` (what config.json implies).
+    fn check_shape(&self, spec: &TensorSpec, shape: &[usize]) -> Result<()> {
+        if shape == spec.shape.as_slice() {
+            return Ok(());
+        }
+        let msg = format!(
+            "tensor `{}` has shape {shape:?}, config.json implies {:?}",
+            spec.name, spec.shape
+        );
+        Err(weights_error(&self.dir, msg))
+    }
+
+    /// Checks every float tensor's shape against config.json without reading the weights
+    /// (packed layers are checked when read), so a config the weights contradict (a vocabulary
+    /// of 10^12, a transposed matrix) is found up front.
+    pub fn check_shapes(&self) -> Result<()> {
+        for spec in tensor_specs(&self.config) {
+            let prefix = spec.name.trim_end_matches(".weight");
+            let packed = self.quantization.is_some()
+                && spec.kind == TensorKind::Linear
+                && is_packed_layer(&self.files, prefix);
+            if !packed {
+                self.check_shape(&spec, self.files.tensor(&spec.name)?.shape)?;
+            }
+        }
+        Ok(())
     }
 }
 
