@@ -346,26 +346,46 @@ fn more_work_than_kv_blocks_preempts_and_a_disconnect_frees_blocks() {
     );
     assert_eq!(r["usage"]["total_tokens"], 192, "{r}");
 
-    // A streaming client that goes away: its request is aborted and its blocks freed.
+    // A streaming client that goes away: its request is aborted and its blocks freed. The
+    // server notices at its next write, so on a loaded machine the engine can finish all 150
+    // tokens first (a "length" finish): up to 3 tries for the abort; blocks are freed every time.
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
-    let body =
-        j!({"prompt": [1, 40], "max_tokens": 150, "temperature": 0, "stream": true}).to_string();
-    write!(
-        s,
-        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut buf = [0u8; 256];
-    let _ = s.read(&mut buf).unwrap();
-    drop(s);
-    wait_idle(p);
+    let aborts = |p: u16| {
+        metric_labeled(
+            p,
+            "compress_request_success_total{finished_reason=\"abort\"}",
+        )
+    };
+    for _try in 0..3 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+        let body = j!({"prompt": [1, 40], "max_tokens": 150, "temperature": 0, "stream": true})
+            .to_string();
+        write!(
+            s,
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut buf = [0u8; 256];
+        let _ = s.read(&mut buf).unwrap();
+        drop(s);
+        wait_idle(p);
+        assert_eq!(metric(p, "compress_kv_blocks_used"), 0.0);
+        if aborts(p) > 0.0 {
+            break;
+        }
+    }
     let (_, text) = http(p, "GET", "/metrics", "", None);
-    assert!(
-        text.contains("compress_request_success_total{finished_reason=\"abort\"} 1"),
-        "{text}"
-    );
+    assert!(aborts(p) >= 1.0, "no disconnect was aborted: {text}");
+}
+
+/// The value of the metric line that starts with `name` (labels included), 0 when absent.
+fn metric_labeled(p: u16, name: &str) -> f64 {
+    let (_, text) = http(p, "GET", "/metrics", "", None);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[test]
