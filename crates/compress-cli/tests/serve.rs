@@ -6,7 +6,9 @@
 mod common;
 
 use common::compress;
-use common::http::{demo, http, json, metric, post, request, sse, start, start_model, wait_idle};
+use common::http::{
+    demo, http, json, metric, open_stream, post, request, sse, start, start_model, wait_idle,
+};
 use serde_json::json as j;
 
 #[test]
@@ -349,7 +351,6 @@ fn more_work_than_kv_blocks_preempts_and_a_disconnect_frees_blocks() {
     // A streaming client that goes away: its request is aborted and its blocks freed. The
     // server notices at its next write, so on a loaded machine the engine can finish all 150
     // tokens first (a "length" finish): up to 3 tries for the abort; blocks are freed every time.
-    use std::io::{Read, Write};
     let aborts = |p: u16| {
         metric_labeled(
             p,
@@ -357,18 +358,8 @@ fn more_work_than_kv_blocks_preempts_and_a_disconnect_frees_blocks() {
         )
     };
     for _try in 0..3 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
-        let body = j!({"prompt": [1, 40], "max_tokens": 150, "temperature": 0, "stream": true})
-            .to_string();
-        write!(
-            s,
-            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut buf = [0u8; 256];
-        let _ = s.read(&mut buf).unwrap();
-        drop(s);
+        let body = j!({"prompt": [1, 40], "max_tokens": 150, "temperature": 0, "stream": true});
+        drop(open_stream(p, &body));
         wait_idle(p);
         assert_eq!(metric(p, "compress_kv_blocks_used"), 0.0);
         if aborts(p) > 0.0 {
@@ -525,19 +516,9 @@ fn request_cost_is_bounded_before_anything_is_queued() {
         "{resp}"
     );
     // Six long sequences, streamed: one runs, five wait.
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
     let body = j!({"prompt": [[1, 40], [1, 41], [1, 42], [1, 43], [1, 44], [1, 45]],
-                   "max_tokens": 500, "ignore_eos": true, "stream": true})
-    .to_string();
-    write!(
-        s,
-        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut buf = [0u8; 256];
-    let _ = s.read(&mut buf).unwrap();
+                   "max_tokens": 500, "ignore_eos": true, "stream": true});
+    let s = open_stream(p, &body);
     let t0 = std::time::Instant::now();
     while metric(p, "compress_num_requests_waiting") < 4.0 {
         assert!(t0.elapsed().as_secs() < 20, "nothing waits");

@@ -144,6 +144,23 @@ pub fn sse(body: &str) -> Vec<serde_json::Value> {
     events[..events.len() - 1].iter().map(|e| json(e)).collect()
 }
 
+/// Starts a streaming `POST /v1/completions` of `body` and reads its first bytes; the caller
+/// keeps the connection open (or drops it, as a client that goes away).
+pub fn open_stream(port: u16, body: &serde_json::Value) -> TcpStream {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = body.to_string();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let _ = s.read(&mut buf).unwrap();
+    s
+}
+
 /// The value of the un-labelled Prometheus sample `name` in `/metrics`.
 pub fn metric(port: u16, name: &str) -> f64 {
     let (st, text) = http(port, "GET", "/metrics", "", None);
