@@ -188,6 +188,11 @@ pub fn spread(rows: &[Vec<u32>], n: usize) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// Up to `n` sequences of exactly `seq_len` tokens of `docs`, spread over them.
+pub fn sequences(docs: &[Vec<u32>], seq_len: usize, n: usize) -> Vec<Vec<u32>> {
+    spread(&chunk(docs, seq_len, seq_len), n)
+}
+
 /// A model's view of data files: its tokenizer (when it has one) and vocabulary size.
 pub struct TokenData {
     tokenizer: Option<Tokenizer>,
@@ -210,7 +215,7 @@ impl TokenData {
 
     /// Up to `n` sequences of exactly `seq_len` tokens of `path`, spread over the file.
     pub fn sequences(&self, path: &Path, seq_len: usize, n: usize) -> Result<Vec<Vec<u32>>> {
-        Ok(spread(&chunk(&self.documents(path)?, seq_len, seq_len), n))
+        Ok(sequences(&self.documents(path)?, seq_len, n))
     }
 }
 

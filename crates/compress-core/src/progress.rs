@@ -22,11 +22,6 @@ impl Progress {
         Self { quiet: true }
     }
 
-    /// Whether nothing is shown.
-    pub fn is_quiet(&self) -> bool {
-        self.quiet
-    }
-
     /// A bar over `total` `unit`s of `what` (hidden when quiet or off a terminal).
     pub fn bar(&self, total: u64, what: &str, unit: &str) -> ProgressBar {
         if self.quiet {

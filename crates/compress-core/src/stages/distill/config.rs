@@ -160,11 +160,6 @@ impl DistillRunConfig {
         Ok(loss)
     }
 
-    /// Whether the student is derived from the teacher (no student dir).
-    pub fn derives_student(&self) -> bool {
-        self.student.is_none()
-    }
-
     /// The input files and dirs it reads besides the teacher (set ones only).
     pub fn input_paths_mut(&mut self) -> Vec<&mut PathBuf> {
         let data = (!self.data.as_os_str().is_empty()).then_some(&mut self.data);

@@ -99,10 +99,7 @@ pub fn run(cfg: &PruneRunConfig, progress: &Progress) -> Result<PruneRunReport> 
     }
     let calib = match (&cfg.calib, pcfg.criterion) {
         (Some(p), _) => data.sequences(p, seq_len, cfg.calib_samples)?,
-        (None, Criterion::Wanda) => {
-            let rows = crate::data::chunk(&train_docs, seq_len, seq_len);
-            crate::data::spread(&rows, cfg.calib_samples)
-        }
+        (None, Criterion::Wanda) => crate::data::sequences(&train_docs, seq_len, cfg.calib_samples),
         _ => Vec::new(),
     };
     let eval = match &cfg.eval_data {

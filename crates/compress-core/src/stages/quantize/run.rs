@@ -12,14 +12,13 @@ use super::config::{defaults, QuantMethod, QuantizeRunConfig};
 use super::qat::{train_qat, FakeQuant, QatConfig};
 use super::{quantize_sequential, save_quantized, Calibration, LayerReport, ModelSource};
 use super::{QuantizeConfig, QuantizedModel};
-use crate::data::load_documents;
+use crate::data::TokenData;
 use crate::error::{CoreError, Result};
 use crate::model::hf::{open_checkpoint, Checkpoint};
 use crate::model::weights::build_model;
 use crate::outdir::{check_output_dir, scratch_dir};
 use crate::progress::Progress;
 use crate::settings;
-use crate::tokenizer::Tokenizer;
 use crate::train::{windows, write_metrics, RunDir, StepMetrics, TrainConfig};
 use crate::LlamaModel;
 
@@ -174,8 +173,7 @@ fn calibration(
             "needs calibration data (`calib`: a .txt, .json or .jsonl file)",
         ));
     };
-    let tokenizer = Tokenizer::from_model_dir(&cfg.model)?;
-    let docs = load_documents(path, tokenizer.as_ref(), ck.config.vocab_size)?;
+    let docs = TokenData::for_model(&cfg.model, ck.config.vocab_size)?.documents(path)?;
     // No calibration sequence longer than the model's context.
     let seq_len = cfg.seq_len.min(ck.config.max_position_embeddings);
     let c =
@@ -228,8 +226,7 @@ fn train(
     progress: &Progress,
 ) -> Result<(LlamaModel, Vec<StepMetrics>)> {
     let data = cfg.data.as_ref().expect("validate requires data for qat");
-    let tokenizer = Tokenizer::from_model_dir(&cfg.model)?;
-    let docs = load_documents(data, tokenizer.as_ref(), ck.config.vocab_size)?;
+    let docs = TokenData::for_model(&cfg.model, ck.config.vocab_size)?.documents(data)?;
     let seq_len = cfg.seq_len.min(ck.config.max_position_embeddings);
     let wins = windows(&docs, seq_len);
     let model = build_model(&ck.config, device, &mut |spec| ck.read(spec))?;
