@@ -83,6 +83,9 @@ fn bad_requests_get_openai_errors_and_the_key_is_enforced() {
         (r#"{"prompt":[]}"#, 400, "empty"),
         (r#"{"model":"other","prompt":"x"}"#, 404, "other"),
         (long.as_str(), 400, "context"),
+        // Out of range values are quoted as sent, not as what an f32 made of them.
+        (r#"{"prompt":"x","temperature":1e308}"#, 400, "got 1e308"),
+        (r#"{"prompt":"x","top_p":-1e300}"#, 400, "got -1e300"),
     ] {
         let (st, resp) = http(p, "POST", "/v1/completions", body, Some("sekret"));
         assert_eq!(st, status, "{body}: {resp}");
@@ -540,65 +543,4 @@ fn request_cost_is_bounded_before_anything_is_queued() {
     wait_idle(p);
     let (st, resp) = http(p, "POST", "/v1/completions", small, None);
     assert_eq!(st, 200, "{resp}");
-}
-
-#[test]
-fn slow_clients_are_timed_out_and_sigterm_still_exits_0() {
-    use std::io::{Read, Write};
-    use std::time::{Duration, Instant};
-    let srv = start(&["--read-timeout", "1"]);
-    let connect = || {
-        let s = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s
-    };
-    // Headers one byte at a time: the connection is closed about a second in.
-    let t0 = Instant::now();
-    let mut s = connect();
-    for b in b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n" {
-        if s.write_all(&[*b]).is_err() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        if t0.elapsed() > Duration::from_secs(4) {
-            break;
-        }
-    }
-    let mut rest = Vec::new();
-    let read = s.read_to_end(&mut rest);
-    assert!(
-        !matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-            || e.kind() == std::io::ErrorKind::TimedOut),
-        "the connection stayed open: {read:?}"
-    );
-    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
-
-    // A body shorter than its Content-Length: a 408 in the OpenAI shape.
-    let t0 = Instant::now();
-    let mut s = connect();
-    write!(
-        s,
-        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"prompt\""
-    )
-    .unwrap();
-    let mut buf = [0u8; 4096];
-    let n = s.read(&mut buf).unwrap();
-    let resp = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
-    assert!(resp.contains("request_timeout"), "{resp}");
-    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
-
-    // Normal requests still work, and SIGTERM with an idle keep-alive connection open exits 0.
-    let (st, resp) = http(
-        srv.port,
-        "POST",
-        "/v1/completions",
-        r#"{"prompt":[1,17],"max_tokens":2}"#,
-        None,
-    );
-    assert_eq!(st, 200, "{resp}");
-    let _idle = connect();
-    let t0 = Instant::now();
-    assert!(srv.terminate().success());
-    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }

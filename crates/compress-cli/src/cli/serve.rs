@@ -49,6 +49,13 @@ pub struct ServeArgs {
     /// connection is closed (headers) or answered 408 (body).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub read_timeout: u64,
+    /// Most open connections; one more is answered 503 with Retry-After and closed.
+    #[arg(long, default_value_t = compress_runtime::server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT before their connections
+    /// are dropped.
+    #[arg(long, value_name = "SECS", default_value_t = compress_runtime::server::DEFAULT_SHUTDOWN_TIMEOUT.as_secs())]
+    pub shutdown_timeout: u64,
     /// Most tokens per engine step (decode tokens plus prompt chunks).
     #[arg(long, default_value_t = 512)]
     pub max_batched_tokens: usize,

@@ -1,6 +1,6 @@
 //! `compress serve --model M [--host 127.0.0.1] [--port 8000] [--api-key K] [--kv-blocks N]
 //! [--max-seqs N] [--max-request-seqs N] [--max-queued-seqs N] [--read-timeout SECS]
-//! [--chat-template FILE]
+//! [--max-connections N] [--shutdown-timeout SECS] [--chat-template FILE]
 //! [--top-k K]`: the OpenAI-compatible server of `compress_runtime::server`, until SIGINT or
 //! SIGTERM.
 
@@ -20,8 +20,8 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
     if a.max_seqs == 0 || a.kv_blocks == Some(0) || a.max_batched_tokens == 0 {
         anyhow::bail!("--max-seqs, --kv-blocks and --max-batched-tokens must be > 0");
     }
-    if a.max_request_seqs == 0 || a.read_timeout == 0 {
-        anyhow::bail!("--max-request-seqs and --read-timeout must be > 0");
+    if a.max_request_seqs == 0 || a.read_timeout == 0 || a.max_connections == 0 {
+        anyhow::bail!("--max-request-seqs, --read-timeout and --max-connections must be > 0");
     }
     let mut model =
         Model::load(&a.model).with_context(|| format!("loading model {}", a.model.display()))?;
@@ -57,6 +57,8 @@ pub fn run(a: ServeArgs, common: &Common) -> Result<()> {
         max_request_seqs: a.max_request_seqs,
         max_queued_seqs: a.max_queued_seqs,
         read_timeout: std::time::Duration::from_secs(a.read_timeout),
+        max_connections: a.max_connections,
+        shutdown_timeout: std::time::Duration::from_secs(a.shutdown_timeout),
     };
     let app = state_with_limits(model, engine_cfg, config, limits)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;

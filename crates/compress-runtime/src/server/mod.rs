@@ -13,6 +13,7 @@
 //! must headers; [`Limits`] also bounds the sequences one request starts and the queue. A client that disconnects drops
 //! its request's [`engine_thread::Ticket`], which aborts it and frees its blocks.
 
+pub mod accept;
 pub mod chat;
 pub mod completions;
 pub mod engine_thread;
@@ -38,6 +39,7 @@ use axum::Router;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{Result, RuntimeError};
 use crate::loader::Model;
+pub use accept::serve;
 pub use engine_thread::EngineHandle;
 
 /// How the server runs.
@@ -61,6 +63,10 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_REQUEST_SEQS: usize = 256;
 /// Default of [`Limits::max_queued_seqs`] (`--max-queued-seqs`).
 pub const DEFAULT_MAX_QUEUED_SEQS: usize = 1024;
+/// Default of [`Limits::max_connections`] (`--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default of [`Limits::shutdown_timeout`] (`--shutdown-timeout`), as Kubernetes' grace period.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The work one request may ask for, checked before anything is queued. Kept apart from
 /// [`ServerConfig`] so that code building a `ServerConfig` literal keeps compiling.
@@ -72,8 +78,14 @@ pub struct Limits {
     /// with `Retry-After` (a soft bound: requests checked at the same moment all pass).
     pub max_queued_seqs: usize,
     /// Longest wait for a request's headers, and separately for its whole body; past it the
-    /// connection is closed (headers) or answered 408 (body).
+    /// connection is closed (headers) or answered 408 (body). An idle connection (a new one,
+    /// or a keep-alive one between requests) waits for headers, so it is closed too.
     pub read_timeout: Duration,
+    /// Most open connections; one more is answered 503 with `Retry-After` and closed.
+    pub max_connections: usize,
+    /// After a shutdown signal, how long in-flight requests may take to finish before their
+    /// connections are dropped.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -82,6 +94,8 @@ impl Default for Limits {
             max_request_seqs: DEFAULT_MAX_REQUEST_SEQS,
             max_queued_seqs: DEFAULT_MAX_QUEUED_SEQS,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -276,46 +290,4 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         text,
     )
         .into_response()
-}
-
-/// Serves on `listener` until `shutdown` resolves, then stops accepting and waits for the
-/// connections' in-flight requests to finish (idle keep-alive connections are closed). Each
-/// connection is hyper's HTTP/1 with a header read timeout ([`Limits::read_timeout`]), which
-/// `axum::serve` does not offer.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let header_timeout = state.limits.read_timeout;
-    let app = router(state);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            conn = listener.accept() => match conn {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    eprintln!("compress serve: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            // A client that went away or timed out: nothing to tell anyone.
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
 }

@@ -43,10 +43,10 @@ pub struct Common {
     pub model: Option<String>,
     /// Most tokens to generate per sample.
     pub max_tokens: Option<i64>,
-    /// Sampling temperature (0 = greedy; default 1).
-    pub temperature: Option<f32>,
+    /// Sampling temperature (0 = greedy; default 1); f64 so that errors quote what was sent.
+    pub temperature: Option<f64>,
     /// Nucleus mass (default 1).
-    pub top_p: Option<f32>,
+    pub top_p: Option<f64>,
     /// Seed of the request's sampler.
     pub seed: Option<u64>,
     /// Stop strings: the text ends before the first match, which is not returned.
@@ -60,9 +60,9 @@ pub struct Common {
     /// Accepted and ignored (an end-user id).
     pub user: Option<String>,
     /// Only 0 is supported.
-    pub frequency_penalty: Option<f32>,
+    pub frequency_penalty: Option<f64>,
     /// Only 0 is supported.
-    pub presence_penalty: Option<f32>,
+    pub presence_penalty: Option<f64>,
     /// Only an empty map is supported.
     pub logit_bias: Option<Map<String, Value>>,
     /// Keep generating past the end-of-sequence token (vLLM's extension; for benchmarks).
@@ -155,13 +155,13 @@ pub fn plan(state: &AppState, c: &Common, logprobs: Option<usize>) -> Result<Pla
     let temperature = c.temperature.unwrap_or(1.0);
     if !(temperature.is_finite() && (0.0..=100.0).contains(&temperature)) {
         return Err(ApiError::bad(format!(
-            "temperature: must be in [0, 100], got {temperature}"
+            "temperature: must be in [0, 100], got {temperature:?}"
         )));
     }
     let top_p = c.top_p.unwrap_or(1.0);
     if !(top_p > 0.0 && top_p <= 1.0) {
         return Err(ApiError::bad(format!(
-            "top_p: must be in (0, 1], got {top_p}"
+            "top_p: must be in (0, 1], got {top_p:?}"
         )));
     }
     for (name, v) in [
@@ -204,8 +204,8 @@ pub fn plan(state: &AppState, c: &Common, logprobs: Option<usize>) -> Result<Pla
             prompt: Vec::new(),
             max_tokens: 1,
             sampling: SamplingParams {
-                temperature,
-                top_p,
+                temperature: temperature as f32,
+                top_p: top_p as f32,
                 seed: c.seed.unwrap_or(0),
             },
             stop_tokens: match c.ignore_eos.unwrap_or(false) {
