@@ -272,12 +272,23 @@ pub struct GenerateArgs {
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
     /// Model directory.
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "from_gguf",
+        conflicts_with = "from_gguf"
+    )]
+    pub model: Option<PathBuf>,
+    /// Import a llama.cpp GGUF file (llama or qwen2; any of F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+    /// Q5_1, Q8_0, Q2_K…Q6_K, dequantized) instead of a model directory.
+    #[arg(long, value_name = "FILE")]
+    pub from_gguf: Option<PathBuf>,
+    /// Print the import report as JSON (with --from-gguf).
+    #[arg(long, requires = "from_gguf")]
+    pub json: bool,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// dtype of the output: f32, f16 or bf16 (default: as loaded).
+    /// dtype of the output: f32, f16 or bf16 (default: as loaded; f32 for --from-gguf).
     #[arg(long)]
     pub dtype: Option<String>,
     /// Shard into files of at most this many bytes (accepts suffixes KB, MB, GB).

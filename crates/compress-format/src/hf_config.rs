@@ -102,6 +102,18 @@ pub const LAYER_SHAPES_KEY: &str = "compress_layer_shapes";
 /// load such a model; compress (core and runtime) reads it.
 pub const SHARED_LAYERS_KEY: &str = "compress_shared_layers";
 
+/// Largest hidden size, intermediate size, head count or vocabulary a config may give
+/// (2^24, 64× the largest released models use): larger is a corrupt file, and would make
+/// derived sizes overflow.
+pub const MAX_DIM: usize = 1 << 24;
+/// Largest `head_dim` (released models use ≤ 576); the runtime allocates `head_dim / 2`
+/// rotary frequencies from it.
+pub const MAX_HEAD_DIM: usize = 1 << 16;
+/// Most decoder layers (released models have ≤ 128).
+pub const MAX_LAYERS: usize = 1 << 16;
+/// Longest `max_position_embeddings` (2^30 tokens).
+pub const MAX_CONTEXT: usize = 1 << 30;
+
 /// One decoder layer's sizes under [`LAYER_SHAPES_KEY`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerShape {
@@ -199,6 +211,19 @@ impl HfConfig {
             if v == 0 {
                 return Err(FormatError::invalid(path, key, "must be > 0"));
             }
+            let max = match key {
+                "num_hidden_layers" => MAX_LAYERS,
+                "head_dim" => MAX_HEAD_DIM,
+                "max_position_embeddings" => MAX_CONTEXT,
+                _ => MAX_DIM,
+            };
+            if v > max {
+                return Err(FormatError::invalid(
+                    path,
+                    key,
+                    format!("{v} is larger than {max} (a corrupt config?)"),
+                ));
+            }
         }
         if !self
             .num_attention_heads
@@ -254,11 +279,11 @@ impl HfConfig {
                 ls.num_key_value_heads,
                 ls.intermediate_size,
             );
-            if h == 0 || kv == 0 || i == 0 || !h.is_multiple_of(kv) {
+            if h == 0 || kv == 0 || i == 0 || !h.is_multiple_of(kv) || h.max(i) > MAX_DIM {
                 return Err(FormatError::invalid(
                     path,
                     format!("{LAYER_SHAPES_KEY}[{l}]"),
-                    format!("heads {h}, kv heads {kv}, intermediate {i}: sizes must be > 0 and heads a multiple of kv heads"),
+                    format!("heads {h}, kv heads {kv}, intermediate {i}: sizes must be in 1..={MAX_DIM} and heads a multiple of kv heads"),
                 ));
             }
         }
@@ -308,26 +333,36 @@ impl HfConfig {
         write_atomic(path, self.to_json_string().as_bytes())
     }
 
-    /// Total parameter count of the model this config describes.
+    /// Total parameter count of the model this config describes (saturating at `usize::MAX`
+    /// for sizes no validated config has).
     pub fn num_parameters(&self) -> usize {
         let h = self.hidden_size;
+        let mul = |a: usize, b: usize| a.saturating_mul(b);
+        let sum = |xs: &[usize]| xs.iter().fold(0usize, |a, &x| a.saturating_add(x));
         let layer = |ls: LayerShape| {
-            let q = ls.num_attention_heads * self.head_dim;
-            let kv = ls.num_key_value_heads * self.head_dim;
+            let q = mul(ls.num_attention_heads, self.head_dim);
+            let kv = mul(ls.num_key_value_heads, self.head_dim);
             let i = ls.intermediate_size;
-            let qkv_bias = if self.attention_bias { q + 2 * kv } else { 0 };
+            let qkv_bias = if self.attention_bias {
+                sum(&[q, kv, kv])
+            } else {
+                0
+            };
             let o_bias = if self.o_proj_bias() { h } else { 0 };
-            let mlp_bias = if self.mlp_bias() { 2 * i + h } else { 0 };
-            let attn = h * q + 2 * h * kv + q * h + qkv_bias + o_bias;
-            let router = self.moe.map_or(0, |m| m.num_experts * h);
-            attn + 3 * h * i + mlp_bias + 2 * h + router
+            let mlp_bias = if self.mlp_bias() { sum(&[i, i, h]) } else { 0 };
+            let attn = sum(&[mul(h, q), mul(mul(2, h), kv), mul(q, h), qkv_bias, o_bias]);
+            let router = self.moe.map_or(0, |m| mul(m.num_experts, h));
+            sum(&[attn, mul(mul(3, h), i), mlp_bias, mul(2, h), router])
         };
-        let layers: usize = (0..self.stored_layers())
+        if self.stored_layers() > MAX_LAYERS {
+            return usize::MAX;
+        }
+        let layers = (0..self.stored_layers())
             .map(|l| layer(self.layer(l)))
-            .sum();
-        let embed = self.vocab_size * h;
+            .fold(0usize, usize::saturating_add);
+        let embed = mul(self.vocab_size, h);
         let lm_head = if self.tie_word_embeddings { 0 } else { embed };
-        embed + layers + h + lm_head
+        sum(&[embed, layers, h, lm_head])
     }
 
     /// Decoder blocks stored in the weights: [`Self::shared_layers`] when shared, else every layer.

@@ -107,6 +107,16 @@ impl Dtype {
             .find(|d| d.name().eq_ignore_ascii_case(name))
     }
 
+    /// HF's name of a float dtype in config.json (`torch_dtype`): `float16`, `bfloat16`, else
+    /// `float32`.
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            Self::F16 => "float16",
+            Self::BF16 => "bfloat16",
+            _ => "float32",
+        }
+    }
+
     /// Whether this is a floating-point dtype.
     pub fn is_float(self) -> bool {
         matches!(self, Self::F32 | Self::F16 | Self::BF16 | Self::F64)

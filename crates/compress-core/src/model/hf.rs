@@ -281,11 +281,7 @@ pub struct SaveOptions {
 
 /// HF's name of a float dtype in config.json.
 pub fn torch_dtype_name(dtype: Dtype) -> &'static str {
-    match dtype {
-        Dtype::F16 => "float16",
-        Dtype::BF16 => "bfloat16",
-        _ => "float32",
-    }
+    dtype.torch_name()
 }
 
 /// Saves `model` as an HF directory at `out`, atomically (temp dir + rename).

@@ -404,7 +404,9 @@ pub fn export_gguf(
         let t = &tensors[i];
         let heads = plans.get(i).and_then(|p| p.permute);
         let data = match t.source {
-            TensorSource::Config => encode(rope.as_deref().unwrap_or(&[]), GgmlType::F32),
+            TensorSource::Config => {
+                encode(&t.info.name, rope.as_deref().unwrap_or(&[]), GgmlType::F32)?
+            }
             TensorSource::Float => {
                 let w = files.tensor(&t.source_name)?.to_f32()?;
                 let cols = if t.info.ne.len() == 2 {
@@ -416,7 +418,7 @@ pub fn export_gguf(
                     Some(h) => permute_rows(&w, cols, h),
                     None => w,
                 };
-                encode(&w, t.info.ty)
+                encode(&t.info.name, &w, t.info.ty)?
             }
             _ => {
                 let wq = wq
@@ -515,7 +517,7 @@ fn packed_bytes(
             Some(h) => permute_rows(&w, layer.in_features, h),
             None => w,
         };
-        return Ok((encode(&w, ty), false));
+        return Ok((encode(&t.info.name, &w, ty)?, false));
     }
     let ng = wq.num_groups(layer.in_features);
     let (q, s) = match heads {
@@ -535,11 +537,14 @@ fn packed_bytes(
     Ok((out, rounded))
 }
 
-/// Encodes row-major f32 weights as `ty` (rows a multiple of 32 for the block types).
-pub fn encode(w: &[f32], ty: GgmlType) -> Vec<u8> {
-    match ty {
-        GgmlType::F32 => encode_f32(w, Dtype::F32).expect("F32 is a float dtype"),
-        GgmlType::F16 => encode_f32(w, Dtype::F16).expect("F16 is a float dtype"),
+/// Encodes row-major f32 weights as `ty` (rows a multiple of 32 for the block types); the
+/// export writes F32, F16, BF16, Q8_0 and Q4_0 (the other types are read only).
+pub fn encode(name: &str, w: &[f32], ty: GgmlType) -> Result<Vec<u8>> {
+    let float = |d: Dtype| encode_f32(w, d).expect("a float dtype");
+    Ok(match ty {
+        GgmlType::F32 => float(Dtype::F32),
+        GgmlType::F16 => float(Dtype::F16),
+        GgmlType::BF16 => float(Dtype::BF16),
         GgmlType::Q8_0 => {
             let mut out = Vec::new();
             quantize_q8_0(w, &mut out);
@@ -550,5 +555,12 @@ pub fn encode(w: &[f32], ty: GgmlType) -> Vec<u8> {
             quantize_q4_0(w, &mut out);
             out
         }
-    }
+        other => {
+            return Err(FormatError::Dtype {
+                name: name.to_string(),
+                dtype: other.to_string(),
+                msg: "GGUF export writes f32, f16, bf16, q8_0 and q4_0".into(),
+            })
+        }
+    })
 }

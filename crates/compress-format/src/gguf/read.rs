@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::blocks::{dequantize_q4_0, dequantize_q8_0};
+use super::dequant::dequantize;
 use super::value::{Cursor, Value, ValueType};
 use super::{align_up, GgmlType, DEFAULT_ALIGNMENT, MAGIC};
 use crate::error::{FormatError, Result};
-use crate::safetensors::{decode_f32, Dtype};
 
 /// One tensor as listed in a file's header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,21 +223,14 @@ impl GgufFile {
         Ok(&self.mmap[start..start + n])
     }
 
-    /// A tensor's weights as f32 (dequantized for Q8_0 / Q4_0), innermost dimension fastest.
+    /// A tensor's weights as f32 (dequantized from any [`GgmlType`]), innermost dimension
+    /// fastest.
     pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>> {
         let bytes = self.tensor_bytes(name)?;
         let t = self.tensor(name)?;
-        let blocks = |dequantize: fn(&[u8], &mut Vec<f32>)| {
-            let mut out = Vec::with_capacity(t.numel());
-            dequantize(bytes, &mut out);
-            Ok(out)
-        };
-        match t.ty() {
-            Some(GgmlType::F32) => decode_f32(name, Dtype::F32, bytes),
-            Some(GgmlType::F16) => decode_f32(name, Dtype::F16, bytes),
-            Some(GgmlType::Q8_0) => blocks(dequantize_q8_0),
-            Some(GgmlType::Q4_0) => blocks(dequantize_q4_0),
-            None => unreachable!("tensor_bytes checked the type"),
-        }
+        let ty = t.ty().expect("tensor_bytes checked the type");
+        let mut out = Vec::with_capacity(t.numel());
+        dequantize(ty, bytes, &mut out);
+        Ok(out)
     }
 }

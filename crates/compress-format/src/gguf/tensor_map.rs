@@ -150,6 +150,26 @@ pub fn permute_rows<T: Copy>(data: &[T], cols: usize, heads: usize) -> Vec<T> {
     out
 }
 
+/// The inverse of [`permute_rows`]: ggml's interleaved rotary pairs back to HF's half split
+/// (old row `j · head_dim/2 + i` of a head is new row `2i + j`), as transformers' GGUF loader
+/// reverses llama q/k.
+pub fn unpermute_rows<T: Copy + Default>(data: &[T], cols: usize, heads: usize) -> Vec<T> {
+    let rows = data.len() / cols.max(1);
+    let hd = rows / heads.max(1);
+    let half = hd / 2;
+    let mut out = vec![T::default(); data.len()];
+    for h in 0..heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let (dst, src) = (h * hd + j * half + i, h * hd + 2 * i + j);
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
 /// llama.cpp's `rope_freqs` for Llama 3 rope scaling (one factor per rotary pair), computed
 /// as `convert_hf_to_gguf.py` does.
 pub(crate) fn llama3_rope_factors(cfg: &HfConfig) -> Option<Vec<f32>> {
@@ -195,5 +215,9 @@ mod tests {
         assert_eq!(permute_rows(&rows, 1, 2), vec![0, 2, 1, 3, 4, 6, 5, 7]);
         let two_cols: Vec<u32> = (0..8).flat_map(|r| [r * 10, r * 10 + 1]).collect();
         assert_eq!(&permute_rows(&two_cols, 2, 2)[..4], &[0, 1, 20, 21]);
+        assert_eq!(
+            unpermute_rows(&permute_rows(&two_cols, 2, 2), 2, 2),
+            two_cols
+        );
     }
 }

@@ -152,6 +152,17 @@ impl Value {
         }
     }
 
+    /// The value as a float, if it is a number of any type (integers converted).
+    pub fn as_number(&self) -> Option<f64> {
+        match *self {
+            Value::I8(v) => Some(v.into()),
+            Value::I16(v) => Some(v.into()),
+            Value::I32(v) => Some(v.into()),
+            Value::I64(v) => Some(v as f64),
+            _ => self.as_f64().or_else(|| self.as_u64().map(|v| v as f64)),
+        }
+    }
+
     /// The value as a string slice, if it is a string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
