@@ -283,7 +283,7 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "FILE")]
     pub from_gguf: Option<PathBuf>,
     /// Print the import report as JSON (with --from-gguf).
-    #[arg(long, requires = "from_gguf")]
+    #[arg(long)]
     pub json: bool,
     /// Output directory.
     #[arg(long)]

@@ -35,6 +35,9 @@ pub fn run(a: ConvertArgs, common: &Common) -> Result<()> {
     if let Some(src) = &a.from_gguf {
         return from_gguf(src, &a, common);
     }
+    if a.json {
+        anyhow::bail!("--json: only with --from-gguf (an import prints its report)");
+    }
     let model = a.model.clone().context("--model is required")?;
     check_output_dir(&a.out, &[&model], a.overwrite)?;
     let device = super::device(common)?;
