@@ -3,7 +3,8 @@
 # llama-quantize makes: the demo exported to F32 (and F16/Q8_0/Q4_0 by compress), then
 # llama-quantize --pure to BF16, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K (rows of 704
 # fall back to a 32-block type, as llama-quantize does); each file is imported and compared by
-# tests/interop/gguf_import.py (tensors exact, logits within 1e-4, same tokenizer ids).
+# tests/interop/gguf_import.py (tensors exact, logits within 1e-4, same tokenizer ids); then the
+# tokenizers rebuilt from llama.cpp's vocabulary-only GGUFs against its tokenizer test vectors.
 # With REAL=1 also the real SmolLM2-135M GGUF fetched by bench/fetch_real_model.sh.
 # Needs: the debug `compress` binary, .venv (transformers, gguf, accelerate), llama.cpp (built
 # by tests/interop/build_llama_cpp.sh, cached under target/).
@@ -30,6 +31,11 @@ for t in f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k; do
     specs+=("$d.gguf:$d:$d.npy")
 done
 .venv/bin/python tests/interop/gguf_import.py "$ids" examples/data/corpus/valid.txt "${specs[@]}"
+# Tokenizers rebuilt from llama.cpp's vocabulary-only files against its test vectors (the ids
+# of the original Hugging Face tokenizers).
+models="$(ls -d target/llama.cpp/llama_cpp_python-*/vendor/llama.cpp/models | tail -1)"
+.venv/bin/python tests/interop/gguf_vocab.py "${CARGO_TARGET_DIR:-target}/debug/examples/gguf_tokenizer" \
+    "$models" "$out/vocab" --require llama-spm,llama-bpe,qwen2,gpt-2,mpt,phi-3
 if [ "${REAL:-0}" = 1 ]; then
     real="$(bash bench/fetch_real_model.sh)"
     .venv/bin/python - "$real/tokenizer.json" examples/data/corpus/valid.txt "$out/real_ids.json" <<'PY'

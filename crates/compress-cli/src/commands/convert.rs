@@ -86,6 +86,9 @@ fn from_gguf(src: &std::path::Path, a: &ConvertArgs, common: &Common) -> Result<
             r.tokenizer.as_deref().unwrap_or("none"),
             if r.chat_template { ", chat template" } else { "" },
         );
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
     }
     Ok(())
 }

@@ -50,6 +50,8 @@ pub struct ImportReport {
     pub tokenizer: Option<String>,
     /// Whether a chat template was carried over.
     pub chat_template: bool,
+    /// What may differ from the original model (e.g. an unknown pre-tokenizer).
+    pub warnings: Vec<String>,
 }
 
 /// Imports the GGUF file `src` into the (new or empty) directory `dir`.
@@ -73,14 +75,7 @@ pub fn import_gguf(src: &Path, dir: &Path, opts: &ImportOptions) -> Result<Impor
     std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
     write_model_dir_weights(dir, &tensors, opts.max_shard_bytes)?;
     write_json(&dir.join("config.json"), &text)?;
-    let rebuilt = tokenizer::rebuild(&file)?;
-    let mut chat_template = false;
-    if let Some(r) = &rebuilt {
-        write_json(&dir.join("tokenizer.json"), &r.tokenizer.to_string())?;
-        let pretty = serde_json::to_string_pretty(&r.config).expect("a JSON object");
-        write_json(&dir.join("tokenizer_config.json"), &pretty)?;
-        chat_template = r.config.get("chat_template").is_some();
-    }
+    let rebuilt = write_tokenizer(&file, dir)?;
     Ok(ImportReport {
         architecture: cfg.architecture.model_type().into(),
         name: file
@@ -90,9 +85,42 @@ pub fn import_gguf(src: &Path, dir: &Path, opts: &ImportOptions) -> Result<Impor
         tensors: tensors.len(),
         parameters,
         types,
+        chat_template: rebuilt.as_ref().is_some_and(|r| r.chat_template),
+        warnings: rebuilt
+            .as_ref()
+            .and_then(|r| r.warning.clone())
+            .into_iter()
+            .collect(),
         tokenizer: rebuilt.map(|r| r.model),
-        chat_template,
     })
+}
+
+/// What [`write_tokenizer`] wrote.
+#[derive(Clone, Debug)]
+pub struct TokenizerFiles {
+    /// `tokenizer.ggml.model` (`gpt2` or `llama`).
+    pub model: String,
+    /// Whether `tokenizer_config.json` carries a chat template.
+    pub chat_template: bool,
+    /// What may tokenize differently from the original tokenizer, if anything.
+    pub warning: Option<String>,
+}
+
+/// Writes `tokenizer.json` and `tokenizer_config.json` rebuilt from `file`'s
+/// `tokenizer.ggml.*` into `dir`, or returns `None` when the file has no vocabulary. Works on
+/// vocabulary-only files too.
+pub fn write_tokenizer(file: &GgufFile, dir: &Path) -> Result<Option<TokenizerFiles>> {
+    let Some(r) = tokenizer::rebuild(file)? else {
+        return Ok(None);
+    };
+    write_json(&dir.join("tokenizer.json"), &r.tokenizer.to_string())?;
+    let pretty = serde_json::to_string_pretty(&r.config).expect("a JSON object");
+    write_json(&dir.join("tokenizer_config.json"), &pretty)?;
+    Ok(Some(TokenizerFiles {
+        chat_template: r.config.get("chat_template").is_some(),
+        model: r.model,
+        warning: r.warning,
+    }))
 }
 
 fn write_json(path: &Path, text: &str) -> Result<()> {

@@ -33,6 +33,8 @@ pub(crate) struct Rebuilt {
     pub config: Json,
     /// `tokenizer.ggml.model` (`gpt2` or `llama`).
     pub model: String,
+    /// What may tokenize differently from the original tokenizer, if anything.
+    pub warning: Option<String>,
 }
 
 fn strings<'a>(file: &'a GgufFile, key: &str) -> Result<Option<Vec<&'a str>>> {
@@ -98,7 +100,9 @@ pub(crate) fn rebuild(file: &GgufFile) -> Result<Option<Rebuilt>> {
         .enumerate()
         .map(|(i, t)| (t.to_string(), i.into()))
         .collect();
-    let (bpe, pre, decoder) = match model {
+    let mut warning = None;
+    // (model, normalizer, pre-tokenizer, decoder)
+    let (bpe, normalizer, pre, decoder) = match model {
         "gpt2" => {
             let merges = merges.ok_or_else(|| FormatError::MissingKey {
                 path: file.path().to_path_buf(),
@@ -111,7 +115,15 @@ pub(crate) fn rebuild(file: &GgufFile) -> Result<Option<Rebuilt>> {
                 "vocab": vocab, "merges": merges});
             let decoder = json!({"type": "ByteLevel", "add_prefix_space": true,
                 "trim_offsets": true, "use_regex": true});
-            (bpe, byte_level_pre(pre_name), decoder)
+            let pre = byte_level_pre(pre_name).unwrap_or_else(|| {
+                warning = Some(format!(
+                    "tokenizer.ggml.pre `{}` is not one GGUF import knows: GPT-2's split is used, \
+                     as transformers does; text may tokenize differently from the original",
+                    pre_name.unwrap_or("")
+                ));
+                byte_level_pre(Some("gpt-2")).expect("gpt-2 is known")
+            });
+            (bpe, Json::Null, pre, decoder)
         }
         "llama" => {
             let merges = match merges {
@@ -130,13 +142,19 @@ pub(crate) fn rebuild(file: &GgufFile) -> Result<Option<Rebuilt>> {
             let bpe = json!({"type": "BPE", "dropout": null, "unk_token": unk_token,
                 "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true,
                 "byte_fallback": true, "ignore_merges": false, "vocab": vocab, "merges": merges});
-            let pre = json!({"type": "Metaspace", "replacement": "\u{2581}",
-                "prepend_scheme": "first", "split": false});
+            // The original Llama tokenizer.json form: spaces become ▁ and one ▁ is prepended
+            // even to text that starts with a space (Metaspace would not prepend there).
+            let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+            let normalizer = match flag(file, "tokenizer.ggml.add_space_prefix").unwrap_or(true) {
+                true => json!({"type": "Sequence", "normalizers": [
+                    {"type": "Prepend", "prepend": "\u{2581}"}, replace]}),
+                false => replace,
+            };
             let decoder = json!({"type": "Sequence", "decoders": [
                 {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
                 {"type": "ByteFallback"}, {"type": "Fuse"},
                 {"type": "Strip", "content": " ", "start": 1, "stop": 0}]});
-            (bpe, pre, decoder)
+            (bpe, normalizer, Json::Null, decoder)
         }
         other => {
             return Err(FormatError::invalid(
@@ -163,7 +181,7 @@ pub(crate) fn rebuild(file: &GgufFile) -> Result<Option<Rebuilt>> {
         name(eos).zip(eos).filter(|_| add_eos),
     );
     let tokenizer = json!({"version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": added, "normalizer": null, "pre_tokenizer": pre,
+        "added_tokens": added, "normalizer": normalizer, "pre_tokenizer": pre,
         "post_processor": post, "decoder": decoder, "model": bpe});
     let mut config = json!({"add_bos_token": add_bos, "add_eos_token": add_eos,
         "bos_token": name(bos), "eos_token": name(eos), "unk_token": name(unk),
@@ -176,26 +194,29 @@ pub(crate) fn rebuild(file: &GgufFile) -> Result<Option<Rebuilt>> {
         tokenizer,
         config,
         model: model.to_string(),
+        warning,
     }))
 }
 
-/// The pre-tokenizer of a byte-level BPE vocabulary whose `tokenizer.ggml.pre` is `pre`.
-fn byte_level_pre(pre: Option<&str>) -> Json {
+/// The pre-tokenizer of a byte-level BPE vocabulary whose `tokenizer.ggml.pre` is `pre`
+/// (`None` for a name not known here; no name or `default` is GPT-2's).
+fn byte_level_pre(pre: Option<&str>) -> Option<Json> {
     let split = |regex: &str| {
         json!({"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
             {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
     };
     let gpt2 = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    match pre.unwrap_or("") {
+    Some(match pre.unwrap_or("default") {
         "llama-bpe" | "llama3" | "llama-v3" | "smaug-bpe" | "dbrx" | "falcon3" => {
             split(LLAMA3_REGEX)
         }
         "qwen2" | "deepseek-r1-qwen" | "megrez" => split(QWEN2_REGEX),
         "smollm" => json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, gpt2]}),
-        _ => gpt2,
-    }
+        "gpt-2" | "default" | "mpt" | "olmo" | "jais" => gpt2,
+        _ => return None,
+    })
 }
 
 /// BOS/EOS around one sequence (and a pair), after the byte-level offsets fix for `gpt2`.
