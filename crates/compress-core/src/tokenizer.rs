@@ -2,6 +2,7 @@
 //! byte-level BPE tokenizer of the bundled demo model.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -35,7 +36,28 @@ fn tok_err(path: &Path, e: impl std::fmt::Display) -> CoreError {
 impl Tokenizer {
     /// Loads a `tokenizer.json` file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = HfTokenizer::from_file(path).map_err(|e| tok_err(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+        // tokenizers 0.22 panics (`expect("Helper")`) instead of erroring on JSON that ends
+        // inside a decoder, normalizer or pre-tokenizer: check the syntax first.
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| tok_err(path, format!("not valid JSON: {e}")))?;
+        check_charsmaps(path, &json)?;
+        check_added_tokens(path, &json)?;
+        drop(json);
+        // It also panics on other malformed parts (an invalid `Precompiled` charsmap, …):
+        // such a panic is this file's error, not the program's.
+        let parsed = std::panic::catch_unwind(|| HfTokenizer::from_str(&text)).map_err(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("malformed tokenizer");
+            tok_err(path, format!("the tokenizers crate failed: {msg}"))
+        })?;
+        let mut inner = parsed.map_err(|e| tok_err(path, e))?;
+        // Padding is for batches of model inputs; ids here are documents and prompts, which
+        // must not grow pad tokens (a `Fixed` length of 2^31 would allocate it per encode).
+        inner.with_padding(None);
         Ok(Self {
             inner,
             path: path.to_path_buf(),
@@ -82,6 +104,75 @@ impl Tokenizer {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The value of one standard base64 digit.
+fn base64_digit(c: u8) -> Option<u64> {
+    Some(match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => return None,
+    } as u64)
+}
+
+/// Checks every `Precompiled` normalizer in `json`: its base64 `precompiled_charsmap` starts
+/// with the trie's size (u32 LE), which the `tokenizers` crate allocates before reading the
+/// trie, so a corrupt size would ask for gigabytes. The size must fit the charsmap.
+fn check_charsmaps(path: &Path, json: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    match json {
+        Value::Array(a) => a.iter().try_for_each(|v| check_charsmaps(path, v)),
+        Value::Object(o) => {
+            if o.get("type").and_then(Value::as_str) == Some("Precompiled") {
+                if let Some(Value::String(map)) = o.get("precompiled_charsmap") {
+                    let digits = map.trim_end_matches('=').as_bytes();
+                    let bytes = digits.len() * 3 / 4;
+                    let head: Option<u64> = digits.get(..6).and_then(|d| {
+                        d.iter()
+                            .try_fold(0u64, |acc, &c| Some(acc << 6 | base64_digit(c)?))
+                    });
+                    // Six digits are 36 bits: the first four bytes are their top 32.
+                    let claimed = head.map(|h| ((h >> 4) as u32).swap_bytes() as usize);
+                    if claimed.is_some_and(|n| n > bytes.saturating_sub(4)) {
+                        let msg = format!(
+                            "normalizer precompiled_charsmap claims a {}-byte trie in {bytes} bytes",
+                            claimed.unwrap_or(0)
+                        );
+                        return Err(tok_err(path, msg));
+                    }
+                }
+            }
+            o.values().try_for_each(|v| check_charsmaps(path, v))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Longest added token accepted (bytes). Real added tokens are special markers of a few to a
+/// few dozen bytes; the `tokenizers` crate builds an Aho-Corasick DFA over them whose build
+/// time grows quadratically with a token's length (3 s for one 13,000-byte token).
+pub const MAX_ADDED_TOKEN_BYTES: usize = 1024;
+
+/// Errors when an `added_tokens` entry is longer than [`MAX_ADDED_TOKEN_BYTES`].
+fn check_added_tokens(path: &Path, json: &serde_json::Value) -> Result<()> {
+    let Some(tokens) = json.get("added_tokens").and_then(|t| t.as_array()) else {
+        return Ok(());
+    };
+    for (i, t) in tokens.iter().enumerate() {
+        let len = t
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map_or(0, str::len);
+        if len > MAX_ADDED_TOKEN_BYTES {
+            let msg =
+                format!("added_tokens[{i}]: {len} bytes long (at most {MAX_ADDED_TOKEN_BYTES})");
+            return Err(tok_err(path, msg));
+        }
+    }
+    Ok(())
 }
 
 /// Trains a byte-level BPE tokenizer with `vocab_size` entries on text files and writes

@@ -30,7 +30,7 @@ impl GgufTensor {
         GgmlType::from_id(self.type_id)
     }
 
-    /// Number of weights.
+    /// Number of weights ([`GgufFile::open`] checks that it fits `usize`).
     pub fn numel(&self) -> usize {
         self.ne.iter().product()
     }
@@ -89,9 +89,13 @@ impl GgufFile {
                 format!("GGUF version {version} is not supported (2 or 3)"),
             ));
         }
-        let n_tensors = c.count(8, "tensor_count").map_err(err)?;
-        let n_kv = c.count(8, "metadata_kv_count").map_err(err)?;
-        let mut metadata = Vec::with_capacity(n_kv);
+        // A tensor info is at least 32 bytes (name length, n_dims, one dim, type, offset) and
+        // a metadata pair at least 13 (key length, type, a one-byte value). Counts are checked
+        // against the bytes left, and the lists grow as entries are read: a claimed count
+        // never sizes an allocation.
+        let n_tensors = c.count(32, "tensor_count").map_err(err)?;
+        let n_kv = c.count(13, "metadata_kv_count").map_err(err)?;
+        let mut metadata = Vec::with_capacity(n_kv.min(256));
         for i in 0..n_kv {
             let key = c.string(&format!("metadata key {i}")).map_err(err)?;
             let tag = c.u32(&key).map_err(err)?;
@@ -100,7 +104,7 @@ impl GgufFile {
             let v = c.value(ty, &key).map_err(err)?;
             metadata.push((key, v));
         }
-        let mut tensors = Vec::with_capacity(n_tensors);
+        let mut tensors = Vec::with_capacity(n_tensors.min(256));
         for i in 0..n_tensors {
             let name = c.string(&format!("tensor {i} name")).map_err(err)?;
             let n_dims = c.u32(&name).map_err(err)? as usize;
@@ -153,6 +157,16 @@ impl GgufFile {
                         "tensor `{}`: offset {} is not aligned to {alignment}",
                         t.name, t.offset
                     ),
+                ));
+            }
+            if t.ne
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none()
+            {
+                return Err(corrupt(
+                    path,
+                    format!("tensor `{}`: dims {:?} overflow", t.name, t.ne),
                 ));
             }
             if let Some(n) = t.ty().and_then(|ty| ty.tensor_bytes(&t.ne)) {
