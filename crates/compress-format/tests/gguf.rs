@@ -43,7 +43,7 @@ fn sample(path: &Path) -> Vec<(TensorInfo, Vec<u8>)> {
     {
         let ne = vec![64, 3 + i];
         let w = ramp(ne[0] * ne[1], i as f32);
-        let bytes = compress_format::gguf::export::encode(&w, ty);
+        let bytes = compress_format::gguf::export::encode("t", &w, ty).unwrap();
         tensors.push((
             TensorInfo {
                 name: format!("t{i}.{}", ty.name()),
@@ -59,7 +59,8 @@ fn sample(path: &Path) -> Vec<(TensorInfo, Vec<u8>)> {
             ne: vec![5],
             ty: GgmlType::F32,
         },
-        compress_format::gguf::export::encode(&[1.0, 2.0, 3.0, 4.0, 5.0], GgmlType::F32),
+        compress_format::gguf::export::encode("norm", &[1.0, 2.0, 3.0, 4.0, 5.0], GgmlType::F32)
+            .unwrap(),
     ));
     let infos: Vec<TensorInfo> = tensors.iter().map(|t| t.0.clone()).collect();
     write_gguf(path, &md, &infos, |i| Ok(tensors[i].1.clone())).unwrap();
