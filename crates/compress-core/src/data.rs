@@ -134,7 +134,7 @@ fn encode_prefix(tok: &Tokenizer, text: &str, max_tokens: Option<usize>) -> Resu
     let Some(want) = max_tokens else {
         return tok.encode(text);
     };
-    let mut len = (want * 8).max(4096);
+    let mut len = want.saturating_mul(8).max(4096);
     while len < text.len() {
         // Cut at the last whitespace before `len` bytes (a char boundary).
         let cut = text[..text.floor_char_boundary(len)].rfind(char::is_whitespace);

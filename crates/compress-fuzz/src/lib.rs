@@ -8,6 +8,8 @@
 //! A case fails when it panics, allocates more than `max(2 × input length, floor)` at once,
 //! or runs past the time limit; failing inputs land in `target/fuzz-failures/<target>/`.
 
+#![warn(missing_docs)]
+
 pub mod alloc;
 pub mod mutate;
 pub mod runner;
