@@ -12,7 +12,7 @@ SEED="${SEED:-1}"
 JOBS="${JOBS:-2}"
 cargo build -p compress-fuzz --bin fuzz
 BIN=target/debug/fuzz
-OUT=target/fuzz-long
+OUT="${OUT:-target/fuzz-long}"
 mkdir -p "$OUT"
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
@@ -23,15 +23,18 @@ run() {
   RUST_BACKTRACE=0 "$BIN" --target "$1" --cases "$CASES" --seed "$SEED" --json "$OUT/$1.json" \
     >"$OUT/$1.txt" 2>"$OUT/$1.err" || return 1
 }
-pids=()
+running=0
 for t in "${TARGETS[@]}"; do
-  run "$t" &
-  pids+=($!)
-  if [ ${#pids[@]} -ge "$JOBS" ]; then
-    wait "${pids[0]}" || status=1
-    pids=("${pids[@]:1}")
+  if [ "$running" -ge "$JOBS" ]; then
+    wait -n || status=1
+    running=$((running - 1))
   fi
+  run "$t" &
+  running=$((running + 1))
 done
-for p in "${pids[@]}"; do wait "$p" || status=1; done
+while [ "$running" -gt 0 ]; do
+  wait -n || status=1
+  running=$((running - 1))
+done
 for t in "${TARGETS[@]}"; do grep -v '^target ' "$OUT/$t.txt" | head -1; done
 exit $status
