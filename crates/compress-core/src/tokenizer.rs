@@ -43,6 +43,7 @@ impl Tokenizer {
             .map_err(|e| tok_err(path, format!("not valid JSON: {e}")))?;
         check_charsmaps(path, &json)?;
         check_added_tokens(path, &json)?;
+        check_patterns(path, &json)?;
         drop(json);
         // It also panics on other malformed parts (an invalid `Precompiled` charsmap, …):
         // such a panic is this file's error, not the program's.
@@ -58,6 +59,9 @@ impl Tokenizer {
         // Padding is for batches of model inputs; ids here are documents and prompts, which
         // must not grow pad tokens (a `Fixed` length of 2^31 would allocate it per encode).
         inner.with_padding(None);
+        // Truncation would cut documents silently, and the crate panics at encode time when
+        // its stride is not below its max length: ids here are never truncated.
+        inner.with_truncation(None).map_err(|e| tok_err(path, e))?;
         Ok(Self {
             inner,
             path: path.to_path_buf(),
@@ -173,6 +177,53 @@ fn check_added_tokens(path: &Path, json: &serde_json::Value) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Longest `{"Regex": …}` pattern accepted (bytes; real pre-tokenizer patterns are a few
+/// hundred): the regex engine's compiled program grows ~110 bytes per pattern byte.
+pub const MAX_PATTERN_BYTES: usize = 4096;
+/// Largest `{n}` / `{n,m}` repetition count in a pattern: a count multiplies the compiled
+/// size of the atom it repeats.
+pub const MAX_PATTERN_REPEAT: u64 = 1024;
+
+/// The largest number in a `{n}` / `{n,m}` repetition of `pattern` (0 when none).
+fn max_repeat(pattern: &str) -> u64 {
+    let mut max = 0;
+    for rest in pattern.split('{').skip(1) {
+        let Some((inner, _)) = rest.split_once('}') else {
+            continue;
+        };
+        for n in inner.split(',').map(str::trim) {
+            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                max = max.max(n.parse::<u64>().unwrap_or(u64::MAX));
+            }
+        }
+    }
+    max
+}
+
+/// Errors when a `{"Regex": …}` pattern (split pre-tokenizer, replace normalizer or decoder)
+/// is longer than [`MAX_PATTERN_BYTES`] or repeats more than [`MAX_PATTERN_REPEAT`] times.
+fn check_patterns(path: &Path, json: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    match json {
+        Value::Array(a) => a.iter().try_for_each(|v| check_patterns(path, v)),
+        Value::Object(o) => {
+            if let Some(Value::String(p)) = o.get("Regex") {
+                let repeat = max_repeat(p);
+                if p.len() > MAX_PATTERN_BYTES || repeat > MAX_PATTERN_REPEAT {
+                    let msg = format!(
+                        "a Regex pattern of {} bytes repeating up to {repeat} times (at most \
+                         {MAX_PATTERN_BYTES} bytes and {MAX_PATTERN_REPEAT} repeats)",
+                        p.len()
+                    );
+                    return Err(tok_err(path, msg));
+                }
+            }
+            o.values().try_for_each(|v| check_patterns(path, v))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Trains a byte-level BPE tokenizer with `vocab_size` entries on text files and writes

@@ -172,7 +172,7 @@ pub fn run_case(target: &mut dyn Target, input: &[u8], time_limit: Duration) -> 
     let stats = alloc::stop();
     let time = t0.elapsed();
     let message = SILENT.with(|s| s.borrow_mut().take()).unwrap_or_default();
-    let limit = target.alloc_limit(input.len());
+    let limit = target.alloc_limit(input);
     let failure = match outcome {
         Err(_) => Some(Failure::Panic(message)),
         Ok(_) if stats.max_single > limit => Some(Failure::Alloc {

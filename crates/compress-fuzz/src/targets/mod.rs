@@ -76,9 +76,9 @@ pub trait Target {
     /// Feeds `input` to the parser; whether it was accepted. Errors are fine; panics,
     /// huge allocations and hangs are not.
     fn run_one(&mut self, input: &[u8]) -> bool;
-    /// Largest single allocation a case of `len` bytes may make: `max(2 × len, floor)`.
-    fn alloc_limit(&self, len: usize) -> usize {
-        (2 * len).max(DEFAULT_FLOOR)
+    /// Largest single allocation `input` may cause: `max(2 × its length, floor)`.
+    fn alloc_limit(&self, input: &[u8]) -> usize {
+        (2 * input.len()).max(DEFAULT_FLOOR)
     }
     /// Object keys known from the seeds (JSON/TOML targets).
     fn keys(&self, seeds: &[Vec<u8>]) -> Vec<String> {

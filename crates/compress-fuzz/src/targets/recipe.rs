@@ -61,8 +61,8 @@ impl Target for RecipeTarget {
         paths.iter().filter_map(|p| std::fs::read(p).ok()).collect()
     }
 
-    fn alloc_limit(&self, len: usize) -> usize {
-        super::tree_limit(len)
+    fn alloc_limit(&self, input: &[u8]) -> usize {
+        super::tree_limit(input.len())
     }
 
     fn run_one(&mut self, input: &[u8]) -> bool {

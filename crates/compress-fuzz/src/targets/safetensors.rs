@@ -5,7 +5,12 @@ use compress_format::safetensors::{
     write_safetensors, Dtype, ModelFiles, SafetensorsFile, TensorOut,
 };
 
-use super::{read_repo, Kind, Scratch, Target};
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::{default_mutate, read_repo, Kind, Scratch, Target, DEFAULT_FLOOR, TREE_FACTOR};
+use crate::mutate::MAX_INPUT;
+use crate::structured::{collect_keys, mutate_json};
 
 /// The safetensors reader.
 pub struct SafetensorsTarget {
@@ -80,6 +85,13 @@ fn written_seeds() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The JSON header and the data section of a safetensors file, when its length prefix fits.
+fn split_header(input: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = u64::from_le_bytes(input.get(..8)?.try_into().ok()?);
+    let end = usize::try_from(n).ok()?.checked_add(8)?;
+    (end <= input.len()).then(|| (&input[8..end], &input[end..]))
+}
+
 impl Target for SafetensorsTarget {
     fn name(&self) -> &'static str {
         "safetensors"
@@ -98,6 +110,39 @@ impl Target for SafetensorsTarget {
             seeds.extend(read_repo(f));
         }
         seeds
+    }
+
+    /// The header is JSON, parsed into a tree ([`TREE_FACTOR`] per byte); the data section
+    /// is binary (2× per byte: BF16/F16 decode to f32).
+    fn alloc_limit(&self, input: &[u8]) -> usize {
+        let header = split_header(input).map_or(0, |(h, _)| h.len());
+        (TREE_FACTOR * header + 2 * (input.len() - header)).max(DEFAULT_FLOOR)
+    }
+
+    fn keys(&self, seeds: &[Vec<u8>]) -> Vec<String> {
+        let mut keys = Vec::new();
+        for (h, _) in seeds.iter().filter_map(|s| split_header(s)) {
+            if let Ok(v) = serde_json::from_slice(h) {
+                collect_keys(&v, &mut keys);
+            }
+        }
+        keys
+    }
+
+    /// Half the time the header at the value level (length prefix rewritten), else bytes.
+    fn mutate(&self, rng: &mut StdRng, base: &[u8], pool: &[Vec<u8>], keys: &[String]) -> Vec<u8> {
+        if rng.random_bool(0.5) {
+            if let Some((h, data)) = split_header(base) {
+                if let Some(h) = mutate_json(rng, h, keys) {
+                    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+                    out.extend(h);
+                    out.extend_from_slice(data);
+                    out.truncate(MAX_INPUT);
+                    return out;
+                }
+            }
+        }
+        default_mutate(Kind::Binary, rng, base, pool, keys)
     }
 
     fn run_one(&mut self, input: &[u8]) -> bool {

@@ -54,7 +54,7 @@ fn hand_written() -> Vec<String> {
         ),
         (
             "null",
-            r#"{"type":"Split","pattern":{"Regex":"\\s+"},"behavior":"Removed","invert":false}"#,
+            r#"{"type":"Split","pattern":{"Regex":"\\s{1,4}|\\p{L}+"},"behavior":"Removed","invert":false}"#,
             "null",
             r#"{"strategy":"BatchLongest","direction":"Left","pad_to_multiple_of":4,"pad_id":3,"pad_type_id":0,"pad_token":"[PAD]"}"#,
         ),
@@ -103,8 +103,8 @@ impl Target for TokenizerTarget {
         seeds
     }
 
-    fn alloc_limit(&self, len: usize) -> usize {
-        super::tree_limit(len)
+    fn alloc_limit(&self, input: &[u8]) -> usize {
+        super::tree_limit(input.len())
     }
 
     fn run_one(&mut self, input: &[u8]) -> bool {
