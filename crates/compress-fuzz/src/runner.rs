@@ -127,6 +127,8 @@ pub struct Report {
     pub max_time_us: u64,
     /// Mean case time (µs).
     pub mean_time_us: f64,
+    /// Whether all cases ran (false in a checkpoint written while running).
+    pub complete: bool,
     /// Wall time of the run (s).
     pub seconds: f64,
     /// Cases per second.
@@ -279,11 +281,12 @@ pub fn run(target: &mut dyn Target, cfg: &RunConfig, mut tick: impl FnMut(&Repor
         if res.accepted && res.failure.is_none() && i as usize >= seeds.len() {
             corpus.add(&mut rng, input);
         }
+        r.seconds = start.elapsed().as_secs_f64();
+        r.mean_time_us = total_time.as_secs_f64() * 1e6 / r.cases.max(1) as f64;
+        r.cases_per_s = r.cases as f64 / r.seconds.max(1e-9);
         tick(&r);
     }
-    r.seconds = start.elapsed().as_secs_f64();
-    r.mean_time_us = total_time.as_secs_f64() * 1e6 / r.cases.max(1) as f64;
-    r.cases_per_s = r.cases as f64 / r.seconds.max(1e-9);
+    r.complete = true;
     r
 }
 

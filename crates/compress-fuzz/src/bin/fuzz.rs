@@ -119,10 +119,19 @@ fn main() -> Result<()> {
                 .context("progress template")?,
         );
         bar.set_prefix(name.clone());
+        let mut last = std::time::Instant::now();
         let r = run(target.as_mut(), &cfg, |r| {
             if r.cases % 256 == 0 {
                 bar.set_position(r.cases);
                 bar.set_message(format!("{} failures", r.failures));
+                // A checkpoint every 10 s (`complete: false`), so a run stopped early reports.
+                if last.elapsed().as_secs() >= 10 {
+                    last = std::time::Instant::now();
+                    if let Some(p) = &a.json {
+                        let done: Vec<&Report> = reports.iter().chain([r]).collect();
+                        let _ = serde_json::to_string_pretty(&done).map(|t| std::fs::write(p, t));
+                    }
+                }
             }
         });
         bar.finish_and_clear();
