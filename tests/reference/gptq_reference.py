@@ -27,7 +27,10 @@ written plainly with full-matrix torch ops (no shared code with the Rust side):
 - Quantization math as crates/compress-core/src/stages/quantize/math.rs: signed codes in
   [-2^(b-1), 2^(b-1)-1]; asymmetric: rmin = min(0, min w), rmax = max(0, max w),
   s = (rmax - rmin)/(qmax - qmin) (1 if not > 0), z = clamp(round(qmin - rmin/s));
-  symmetric: s = max|w| / ((qmax - qmin)/2), z = 0. torch.round is half-to-even.
+  symmetric: of s = max|w| / ((qmax - qmin)/2) (compressed-tensors), s = m / qmin (ggml; m the
+  signed value of largest magnitude) and each one's least-squares refit Σ w·q / Σ q² (q its
+  codes), the one that quantizes the row with the least squared error (ties: the first),
+  z = 0. torch.round is half-to-even.
 - Loss reported like the reference implementations: Σ err² / 2.
 
 Fixture: W [24, 80] as little-endian f32 hex, X [512, 80] as int8 hex with X = x_int8 / 16
@@ -89,15 +92,30 @@ def scale_zero(values, bits, symmetric):
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     lo = torch.clamp(values.min(1).values, max=0.0)
     hi = torch.clamp(values.max(1).values, min=0.0)
+    usable = lambda s: torch.where((s != 0) & torch.isfinite(s), s, torch.ones_like(s))
     if symmetric:
-        scale = torch.maximum(lo.abs(), hi.abs()) / ((qmax - qmin) / 2.0)
-        zero = torch.zeros_like(scale)
-    else:
-        scale = (hi - lo) / float(qmax - qmin)
-    ok = (scale > 0) & torch.isfinite(scale)
-    scale = torch.where(ok, scale, torch.ones_like(scale))
-    if not symmetric:
-        zero = torch.clamp(torch.round(qmin - lo / scale), qmin, qmax)
+        ct = usable(torch.maximum(lo.abs(), hi.abs()) / ((qmax - qmin) / 2.0))
+        m = torch.where(-lo > hi, lo, hi)
+        gg = usable(m / float(qmin))
+
+        def codes(s):
+            return torch.clamp(torch.round(values / s[:, None]), qmin, qmax)
+
+        def err(s):
+            return ((values - codes(s) * s[:, None]) ** 2).sum(1)
+
+        def refit(s):
+            q = codes(s).double()
+            qq = (q * q).sum(1)
+            fit = ((values.double() * q).sum(1) / qq).float()
+            return torch.where((qq > 0) & (fit != 0) & torch.isfinite(fit), fit, s)
+
+        cands = torch.stack([ct, gg, refit(ct), refit(gg)])
+        errs = torch.stack([err(c) for c in cands])
+        scale = cands.gather(0, errs.argmin(0, keepdim=True))[0]
+        return scale, torch.zeros_like(scale)
+    scale = usable((hi - lo) / float(qmax - qmin))
+    zero = torch.clamp(torch.round(qmin - lo / scale), qmin, qmax)
     return scale, zero
 
 

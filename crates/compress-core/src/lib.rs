@@ -13,6 +13,7 @@ pub mod generate;
 pub mod model;
 pub mod outdir;
 pub mod progress;
+pub mod quant;
 pub mod recipe;
 pub mod settings;
 pub mod stages;

@@ -9,12 +9,14 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{FloatDType, Tensor};
-use compress_format::pack_quantized::{QuantStrategy, WeightQuant};
+use burn::tensor::{Tensor, TensorData};
+use compress_format::pack_quantized::WeightQuant;
 use compress_format::safetensors::Dtype;
 
 use super::LlamaModel;
 use crate::error::{CoreError, Result};
+use crate::quant::rtn::quantize_rtn;
+use crate::tensor_util::to_vec_f32;
 
 /// The fake quantization of one linear weight: scheme and the dtype scales are stored in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,82 +57,22 @@ pub fn fake_quantize_with(w: Tensor<2>, fq: &FakeQuant) -> Tensor<2> {
 }
 
 /// The RTN-dequantized value of `w` `[out, in]` (no straight-through; use on detached
-/// weights). Groups run along the input dimension; a ragged last group is its own group.
+/// weights): [`crate::quant::rtn::quantize_rtn`] itself, run on the host, so the forward sees
+/// exactly the weight the export writes (on an accelerator this copies the weight to the host
+/// and back each call).
 pub fn rtn_dequantized(w: Tensor<2>, fq: &FakeQuant) -> Tensor<2> {
     let [out, inn] = w.dims();
     if out == 0 || inn == 0 {
         return w;
     }
-    let wq = &fq.weights;
-    match wq.strategy {
-        QuantStrategy::Tensor => groups(w.reshape([1, 1, out * inn]), fq).reshape([out, inn]),
-        QuantStrategy::Channel => groups(w.reshape([out, 1, inn]), fq).reshape([out, inn]),
-        QuantStrategy::Group => {
-            let g = wq.group_len(inn).max(1);
-            let (full, rem) = (inn / g, inn % g);
-            let mut parts = Vec::with_capacity(2);
-            if full > 0 {
-                let head = w.clone().narrow(1, 0, full * g).reshape([out, full, g]);
-                parts.push(groups(head, fq).reshape([out, full * g]));
-            }
-            if rem > 0 {
-                let tail = w.narrow(1, full * g, rem).reshape([out, 1, rem]);
-                parts.push(groups(tail, fq).reshape([out, rem]));
-            }
-            match parts.len() {
-                1 => parts.remove(0),
-                _ => Tensor::cat(parts, 1),
-            }
-        }
-    }
-}
-
-/// Quantize → dequantize `w` `[rows, n, len]`, one scale group per `[r, k, :]`.
-fn groups(w: Tensor<3>, fq: &FakeQuant) -> Tensor<3> {
+    let (device, dtype) = (w.device(), w.dtype());
+    let values = to_vec_f32(w);
     let wq = WeightQuant {
         num_bits: fq.weights.num_bits.clamp(2, 8),
         ..fq.weights
     };
-    let (qmin, qmax) = (wq.qmin() as f32, wq.qmax() as f32);
-    let lo = w.clone().min_dim(2).clamp_max(0.0);
-    let hi = w.clone().max_dim(2).clamp_min(0.0);
-    let scale = if fq.weights.symmetric {
-        lo.clone().abs().max_pair(hi.abs()) / ((qmax - qmin) / 2.0)
-    } else {
-        (hi - lo.clone()) / (qmax - qmin)
-    };
-    // A zero (all-zero group) or non-finite scale becomes 1, as in `math::scale_zero`.
-    let bad = scale.clone().greater_elem(0.0).bool_not();
-    let bad = bad.bool_or(scale.clone().is_finite().bool_not());
-    let mut scale = scale.mask_fill(bad, 1.0);
-    if let Some(dt) = rounding_dtype(fq.scale_dtype) {
-        // The stored scale, unless rounding would make it unusable (as `rtn` does).
-        let orig = FloatDType::from(scale.dtype());
-        let rounded = scale.clone().cast(dt).cast(orig);
-        let keep = rounded.clone().greater_elem(0.0);
-        let keep = keep.bool_and(rounded.clone().is_finite());
-        scale = scale.mask_where(keep, rounded);
-    }
-    let zero = if fq.weights.symmetric {
-        scale.zeros_like()
-    } else {
-        (lo / scale.clone())
-            .neg()
-            .add_scalar(qmin)
-            .round()
-            .clamp(qmin, qmax)
-    };
-    let q = (w / scale.clone()).round() + zero.clone();
-    (q.clamp(qmin, qmax) - zero) * scale
-}
-
-/// The dtype scales are rounded through, `None` when storing them keeps them exact.
-fn rounding_dtype(dtype: Dtype) -> Option<FloatDType> {
-    match dtype {
-        Dtype::F16 => Some(FloatDType::F16),
-        Dtype::BF16 => Some(FloatDType::BF16),
-        _ => None,
-    }
+    let deq = quantize_rtn(&values, out, inn, &wq, fq.scale_dtype, None).dequantize(&wq);
+    Tensor::<2>::from_data(TensorData::new(deq, [out, inn]), &device).cast(dtype)
 }
 
 /// `linear(x)`, with the weight fake-quantized by `fq` when set (the plain forward otherwise).

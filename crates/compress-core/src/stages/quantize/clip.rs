@@ -9,7 +9,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::math::{dequantize, min_max, quantize, QuantRange};
+use super::math::{dequantize, quantize, QuantRange};
 use super::mse::MseConfig;
 use super::rtn::stored_scale_zero;
 
@@ -57,11 +57,10 @@ pub fn search_output_clip(
             .into_par_iter()
             .map(|r| {
                 let wg = &w[r * inn + cols.start..r * inn + cols.end];
-                let (lo, hi) = min_max(wg);
                 let mut d = vec![0.0f32; n];
                 let mut best = (f32::INFINITY, 1.0f32);
                 for &p in &candidates {
-                    let sz = stored_scale_zero(lo, hi, range, wq.symmetric, p, scale_dtype);
+                    let sz = stored_scale_zero(wg, range, wq.symmetric, p, scale_dtype);
                     for (di, &v) in d.iter_mut().zip(wg) {
                         *di = v - dequantize(quantize(v, sz, range), sz);
                     }

@@ -37,7 +37,7 @@ use faer::linalg::triangular_inverse::invert_lower_triangular;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::math::{dequantize, min_max, quantize, QuantRange, ScaleZero};
+use super::math::{dequantize, quantize, QuantRange, ScaleZero};
 use super::rtn::{quantize_rtn, stored_scale_zero};
 use crate::error::{CoreError, Result};
 
@@ -266,8 +266,8 @@ pub fn gptq_quantize(
                     let c = cols_of(j);
                     let g = wq.group_of(c);
                     if lazy_groups && c % glen == 0 {
-                        let (lo, hi) = min_max(&wrow[wq.group_range(g, inn)]);
-                        prow[g] = stored_scale_zero(lo, hi, range, wq.symmetric, 1.0, scale_dtype);
+                        let values = &wrow[wq.group_range(g, inn)];
+                        prow[g] = stored_scale_zero(values, range, wq.symmetric, 1.0, scale_dtype);
                     }
                     let sz = prow[g];
                     let v = wrow[j];
@@ -327,10 +327,7 @@ fn initial_params(
     dtype: Dtype,
     lazy_groups: bool,
 ) -> Vec<ScaleZero> {
-    let of = |values: &[f32]| {
-        let (lo, hi) = min_max(values);
-        stored_scale_zero(lo, hi, range, wq.symmetric, 1.0, dtype)
-    };
+    let of = |values: &[f32]| stored_scale_zero(values, range, wq.symmetric, 1.0, dtype);
     match wq.strategy {
         QuantStrategy::Tensor => vec![of(w); out],
         QuantStrategy::Channel => w.chunks_exact(inn).map(of).collect(),

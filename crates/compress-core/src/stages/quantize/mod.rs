@@ -16,12 +16,13 @@ pub mod clip;
 pub mod config;
 mod experts;
 pub mod gptq;
-pub mod math;
 pub mod mse;
 pub mod qat;
-pub mod rtn;
 pub mod run;
 pub mod sequential;
+
+/// The shared arithmetic ([`crate::quant`]), under the names the methods use.
+pub use crate::quant::{math, rtn};
 
 use std::path::{Path, PathBuf};
 

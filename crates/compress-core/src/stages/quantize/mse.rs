@@ -9,7 +9,7 @@
 use compress_format::pack_quantized::{QuantizedLinear, WeightQuant};
 use compress_format::safetensors::Dtype;
 
-use super::math::{dequantize, min_max, quantize, QuantRange, ScaleZero};
+use super::math::{dequantize, quantize, QuantRange, ScaleZero};
 use super::rtn::{quantize_groups, stored_scale_zero};
 
 /// Search space of the clip ratio.
@@ -50,10 +50,9 @@ fn best_params(
     scale_dtype: Dtype,
     cfg: &MseConfig,
 ) -> ScaleZero {
-    let (lo, hi) = min_max(values);
     let mut best = (f32::INFINITY, None);
     for p in cfg.candidates() {
-        let sz = stored_scale_zero(lo, hi, range, wq.symmetric, p, scale_dtype);
+        let sz = stored_scale_zero(values, range, wq.symmetric, p, scale_dtype);
         let err: f32 = values
             .iter()
             .map(|&w| {
@@ -67,7 +66,7 @@ fn best_params(
         }
     }
     best.1
-        .unwrap_or_else(|| stored_scale_zero(lo, hi, range, wq.symmetric, 1.0, scale_dtype))
+        .unwrap_or_else(|| stored_scale_zero(values, range, wq.symmetric, 1.0, scale_dtype))
 }
 
 /// Quantizes a row-major HF weight `[out, inn]` with a searched clip ratio per group.

@@ -5,7 +5,12 @@
 //! - Asymmetric: `rmin = min(0, min w)`, `rmax = max(0, max w)` over the group (so 0 is always
 //!   representable); `S = (rmax − rmin) / (qmax − qmin)` (`S = 1` if that is 0);
 //!   `Z = clamp(round(qmin − rmin / S), qmin, qmax)`.
-//! - Symmetric: `S = max|w| / ((qmax − qmin) / 2)`, `Z = 0`.
+//! - Symmetric: `S = max|w| / ((qmax − qmin) / 2)`, `Z = 0` (compressed-tensors' rule), or
+//!   ggml's `S = m / qmin` where `m` is the signed value of largest magnitude (mapped exactly to
+//!   `qmin`, one more level than the first rule uses; `S` is negative when `m > 0`).
+//!   [`symmetric_candidates`] gives both; RTN and the calibrated methods keep whichever of them
+//!   and their least-squares refits (`Σ w·q / Σ q²` over the codes each gives) quantizes the
+//!   group with the least squared error (`rtn::stored_scale_zero`).
 //! - `q = clamp(round(w / S) + Z, qmin, qmax)`, `ŵ = (q − Z) · S`.
 //!
 //! Rounding is half-to-even, as `torch.round`. A clip ratio `c ∈ (0, 1]` shrinks the range
@@ -67,6 +72,35 @@ pub fn scale_zero(min: f32, max: f32, range: QuantRange, symmetric: bool, clip: 
         scale,
         zero: zero_point(rmin, scale, range),
     }
+}
+
+/// The two symmetric scales for values spanning `[min, max]` clipped by `clip`:
+/// compressed-tensors' `max|w|·c / ((qmax − qmin) / 2)` and ggml's `m·c / qmin` (`m` the signed
+/// value of largest magnitude). A zero or non-finite scale becomes 1.
+pub fn symmetric_candidates(min: f32, max: f32, range: QuantRange, clip: f32) -> [ScaleZero; 2] {
+    let ct = scale_zero(min, max, range, true, clip);
+    let m = if -min > max { min } else { max };
+    let scale = m * clip / range.qmin as f32;
+    let ggml = ScaleZero {
+        scale: if scale != 0.0 && scale.is_finite() {
+            scale
+        } else {
+            1.0
+        },
+        zero: 0,
+    };
+    [ct, ggml]
+}
+
+/// Squared error of quantizing `values` with `sz`.
+pub fn squared_error(values: &[f32], sz: ScaleZero, range: QuantRange) -> f32 {
+    values
+        .iter()
+        .map(|&w| {
+            let d = w - dequantize(quantize(w, sz, range), sz);
+            d * d
+        })
+        .sum()
 }
 
 /// The asymmetric zero point for clipped range start `rmin` (≤ 0) and step `scale`:
