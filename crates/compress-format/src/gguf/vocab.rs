@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use serde_json::Value as Json;
+use serde_json::{json, Value as Json};
 
 use super::value::Value;
 use crate::error::{FormatError, Result};
@@ -64,6 +64,14 @@ fn pre_tokenizer_name(path: &Path, pre: &Json) -> Result<&'static str> {
                         _ => {}
                     }
                 }
+                // SmolLM: single digits, then GPT-2's byte-level regex.
+                let single_digits = split.get("type").and_then(Json::as_str) == Some("Digits")
+                    && split.get("individual_digits").and_then(Json::as_bool) == Some(true);
+                let gpt2_bytes = byte_level.get("type").and_then(Json::as_str) == Some("ByteLevel")
+                    && use_regex(byte_level);
+                if single_digits && gpt2_bytes {
+                    return Ok("smollm");
+                }
             }
         }
         _ => {}
@@ -72,11 +80,33 @@ fn pre_tokenizer_name(path: &Path, pre: &Json) -> Result<&'static str> {
         path,
         "pre_tokenizer",
         format!(
-            "{} is not a pre-tokenizer GGUF export knows (GPT-2 ByteLevel, or the Llama 3 / \
-             Qwen2 Split + ByteLevel sequence)",
+            "{} is not a pre-tokenizer GGUF export knows (GPT-2 ByteLevel, the Llama 3 / \
+             Qwen2 Split + ByteLevel sequence, or SmolLM's Digits + ByteLevel)",
             short(pre)
         ),
     ))
+}
+
+/// The `pre_tokenizer` JSON for llama.cpp's pre-tokenizer `name` (the inverse of
+/// [`pre_tokenizer_name`], plus names llama.cpp gives the same splits), or `None` for a name not
+/// known here; no name or `default` is GPT-2's.
+pub fn pre_tokenizer_json(name: Option<&str>) -> Option<Json> {
+    let split = |regex: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
+    };
+    let gpt2 = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    Some(match name.unwrap_or("default") {
+        "llama-bpe" | "llama3" | "llama-v3" | "smaug-bpe" | "dbrx" | "falcon3" => {
+            split(LLAMA3_REGEX)
+        }
+        "qwen2" | "deepseek-r1-qwen" | "megrez" => split(QWEN2_REGEX),
+        "smollm" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, gpt2]}),
+        "gpt-2" | "default" | "mpt" | "olmo" | "jais" => gpt2,
+        _ => return None,
+    })
 }
 
 /// Whether a post-processor puts `token` first (`first = true`) or last around one sequence.
@@ -289,6 +319,10 @@ mod tests {
         assert_eq!(pre_tokenizer_name(p, &seq(QWEN2_REGEX)).unwrap(), "qwen2");
         let e = pre_tokenizer_name(p, &seq(r"\s+")).unwrap_err().to_string();
         assert!(e.contains("pre_tokenizer") && e.contains("Split"), "{e}");
+        for name in ["gpt-2", "llama-bpe", "qwen2", "smollm"] {
+            let pre = pre_tokenizer_json(Some(name)).unwrap();
+            assert_eq!(pre_tokenizer_name(p, &pre).unwrap(), name);
+        }
         let metaspace = json!({"type": "Metaspace", "replacement": "▁"});
         assert!(pre_tokenizer_name(p, &metaspace).is_err());
     }

@@ -17,7 +17,7 @@ use serde_json::{json, Value as Json};
 
 use super::super::read::GgufFile;
 use super::super::value::Value;
-use super::super::vocab::{LLAMA3_REGEX, QWEN2_REGEX};
+use super::super::vocab::pre_tokenizer_json;
 use crate::error::{FormatError, Result};
 
 /// `tokenizer.ggml.token_type` of a control token.
@@ -115,13 +115,13 @@ pub(crate) fn rebuild(file: &GgufFile) -> Result<Option<Rebuilt>> {
                 "vocab": vocab, "merges": merges});
             let decoder = json!({"type": "ByteLevel", "add_prefix_space": true,
                 "trim_offsets": true, "use_regex": true});
-            let pre = byte_level_pre(pre_name).unwrap_or_else(|| {
+            let pre = pre_tokenizer_json(pre_name).unwrap_or_else(|| {
                 warning = Some(format!(
                     "tokenizer.ggml.pre `{}` is not one GGUF import knows: GPT-2's split is used, \
                      as transformers does; text may tokenize differently from the original",
                     pre_name.unwrap_or("")
                 ));
-                byte_level_pre(Some("gpt-2")).expect("gpt-2 is known")
+                pre_tokenizer_json(Some("gpt-2")).expect("gpt-2 is known")
             });
             (bpe, Json::Null, pre, decoder)
         }
@@ -196,27 +196,6 @@ pub(crate) fn rebuild(file: &GgufFile) -> Result<Option<Rebuilt>> {
         model: model.to_string(),
         warning,
     }))
-}
-
-/// The pre-tokenizer of a byte-level BPE vocabulary whose `tokenizer.ggml.pre` is `pre`
-/// (`None` for a name not known here; no name or `default` is GPT-2's).
-fn byte_level_pre(pre: Option<&str>) -> Option<Json> {
-    let split = |regex: &str| {
-        json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
-    };
-    let gpt2 = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    Some(match pre.unwrap_or("default") {
-        "llama-bpe" | "llama3" | "llama-v3" | "smaug-bpe" | "dbrx" | "falcon3" => {
-            split(LLAMA3_REGEX)
-        }
-        "qwen2" | "deepseek-r1-qwen" | "megrez" => split(QWEN2_REGEX),
-        "smollm" => json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true}, gpt2]}),
-        "gpt-2" | "default" | "mpt" | "olmo" | "jais" => gpt2,
-        _ => return None,
-    })
 }
 
 /// BOS/EOS around one sequence (and a pair), after the byte-level offsets fix for `gpt2`.
