@@ -413,12 +413,16 @@ fn inspect_checks_config_against_the_tensors_and_reads_the_tokenizer() {
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     let good = cfg.clone();
-    cfg["vocab_size"] = serde_json::json!(1_000_000_000_000u64);
-    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-    fails_with(
-        &["inspect", m.to_str().unwrap()],
-        "model.embed_tokens.weight",
-    );
+    // An absurd vocabulary is refused by the config's own bounds; a plausible one that the
+    // tensors contradict, by the shape check.
+    for (vocab, needle) in [
+        (1_000_000_000_000u64, "vocab_size"),
+        (5000, "model.embed_tokens.weight"),
+    ] {
+        cfg["vocab_size"] = serde_json::json!(vocab);
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        fails_with(&["inspect", m.to_str().unwrap()], needle);
+    }
     std::fs::write(&cfg_path, good.to_string()).unwrap();
     std::fs::write(m.join("tokenizer.json"), "{not json").unwrap();
     let out = common::compress(&["inspect", m.to_str().unwrap(), "--json"]);
