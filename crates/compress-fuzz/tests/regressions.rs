@@ -248,3 +248,16 @@ fn gguf_with_a_large_u8_array() -> Vec<u8> {
 fn gguf_large_u8_array_allocates_at_most_twice_the_file() {
     clean("gguf", &gguf_with_a_large_u8_array());
 }
+
+/// Known, not fixed (found by the 1,000,000-case data run): a 51,739-byte `.txt` is tokenized
+/// in one call, and the tokenizers crate's per-byte alignments and per-token records make one
+/// 3.4 MB allocation (66× the file; the limit of tree-building targets is 64×). Proportional
+/// to the real text, not to a claimed size, but a 100 MB corpus would need ~6.6 GB at once;
+/// the fix is encoding long text in whitespace-cut chunks (keeping the tokens exact).
+#[test]
+#[ignore = "known: whole-file tokenization allocates ~66x a .txt's size (see the doc comment)"]
+fn data_txt_tokenization_allocates_within_the_tree_limit() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("known/data-txt-51739-bytes-tokenized-66x.txtcase");
+    clean("data", &std::fs::read(p).expect("the saved input"));
+}
