@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("mse", |b| {
-        b.iter(|| quantize_mse(&w, OUT, IN, &wq, Dtype::BF16, &MseConfig::for_bits(4)))
+        b.iter(|| quantize_mse(&w, OUT, IN, &wq, Dtype::BF16, &MseConfig::for_bits(4), None))
     });
     group.finish();
 }

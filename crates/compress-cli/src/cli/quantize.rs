@@ -71,9 +71,13 @@ pub struct QuantizeArgs {
     /// Tokens per calibration (or QAT training) sequence.
     #[arg(long, default_value_t = defaults::SEQ_LEN)]
     pub seq_len: usize,
-    /// GPTQ: quantize columns in order of decreasing activation energy (static groups).
-    #[arg(long)]
+    /// GPTQ: quantize columns in order of decreasing activation energy, with static groups so
+    /// no g_idx is stored (the default for gptq).
+    #[arg(long, conflicts_with = "no_act_order")]
     pub act_order: bool,
+    /// GPTQ: quantize columns left to right instead of by activation energy.
+    #[arg(long)]
+    pub no_act_order: bool,
     /// GPTQ: dampening added to the Hessian diagonal, as a fraction of its mean.
     #[arg(long, default_value_t = defaults::DAMPENING)]
     pub dampening: f64,

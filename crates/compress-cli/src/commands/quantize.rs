@@ -19,7 +19,11 @@ pub(super) fn config(a: QuantizeArgs, common: &Common) -> QuantizeRunConfig {
         calib: a.calib,
         calib_samples: a.calib_samples,
         seq_len: a.seq_len,
-        act_order: a.act_order,
+        act_order: match (a.act_order, a.no_act_order) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
         dampening: a.dampening,
         data: a.data,
         steps: a.steps,

@@ -26,6 +26,9 @@ pub mod defaults {
     pub const SEQ_LEN: usize = 512;
     /// GPTQ dampening, as a fraction of the Hessian diagonal's mean.
     pub const DAMPENING: f64 = 0.01;
+    /// GPTQ's column order by default: static act-order (as llm-compressor's default); on the
+    /// real SmolLM2-135M it lowers int4 g64 KL by a third at no cost in format compatibility.
+    pub const ACT_ORDER: bool = true;
     /// QAT optimizer steps.
     pub const QAT_STEPS: usize = 100;
     /// QAT peak learning rate.
@@ -65,9 +68,15 @@ impl QuantMethod {
         }
     }
 
-    /// Whether the method reads calibration data (`calib`).
+    /// Whether the method needs calibration data (`calib`).
     pub fn needs_calibration(self) -> bool {
         matches!(self, Self::Gptq | Self::Awq)
+    }
+
+    /// Whether the method reads calibration data when given some (MSE weighs its clip search
+    /// by the inputs' energy then).
+    pub fn reads_calibration(self) -> bool {
+        self.needs_calibration() || self == Self::Mse
     }
 }
 
@@ -97,8 +106,9 @@ pub struct QuantizeRunConfig {
     pub calib_samples: usize,
     /// Tokens per calibration (or QAT training) sequence.
     pub seq_len: usize,
-    /// GPTQ: columns in order of decreasing activation energy (static groups).
-    pub act_order: bool,
+    /// GPTQ: columns in order of decreasing activation energy (static groups); unset means
+    /// [`defaults::ACT_ORDER`] for GPTQ (llm-compressor's default too).
+    pub act_order: Option<bool>,
     /// GPTQ: dampening as a fraction of the Hessian diagonal's mean.
     pub dampening: f64,
     /// QAT: training data.
@@ -139,7 +149,7 @@ impl Default for QuantizeRunConfig {
             calib: None,
             calib_samples: defaults::CALIB_SAMPLES,
             seq_len: defaults::SEQ_LEN,
-            act_order: false,
+            act_order: None,
             dampening: defaults::DAMPENING,
             data: None,
             steps: None,
@@ -195,18 +205,18 @@ impl QuantizeRunConfig {
             QuantMethod::Mse => Method::Mse(MseConfig::for_bits(self.bits)),
             QuantMethod::Gptq => Method::Gptq(GptqConfig {
                 dampening_frac: self.dampening,
-                act_order: self.act_order,
+                act_order: self.act_order.unwrap_or(defaults::ACT_ORDER),
                 ..GptqConfig::default()
             }),
             QuantMethod::Awq => Method::Awq(AwqConfig::default()),
         };
-        if self.act_order && self.method != QuantMethod::Gptq {
+        if self.act_order.is_some() && self.method != QuantMethod::Gptq {
             return Err(CoreError::missing(
                 "act_order",
                 "only applies to `method` gptq",
             ));
         }
-        if self.calib.is_some() && !self.method.needs_calibration() {
+        if self.calib.is_some() && !self.method.reads_calibration() {
             let msg = match self.method {
                 QuantMethod::Qat => "`method` qat trains on `data` instead".to_string(),
                 m => format!("`method` {} uses no calibration data", m.name()),

@@ -157,13 +157,13 @@ pub fn run(cfg: &QuantizeRunConfig, progress: &Progress) -> Result<QuantizeRepor
     })
 }
 
-/// The calibration set of GPTQ and AWQ (`None` for the other methods).
+/// The calibration set of GPTQ and AWQ, and of MSE when `calib` is given (`None` otherwise).
 fn calibration(
     cfg: &QuantizeRunConfig,
     ck: &Checkpoint,
     progress: &Progress,
 ) -> Result<Option<Calibration>> {
-    if !cfg.method.needs_calibration() {
+    if !cfg.method.reads_calibration() || (cfg.calib.is_none() && !cfg.method.needs_calibration()) {
         return Ok(None);
     }
     let Some(path) = &cfg.calib else {

@@ -197,6 +197,19 @@ enum TapStats {
     None,
     Gptq(Vec<Option<Hessian>>),
     Awq(Vec<AwqStats>),
+    /// Σ x² per input column (MSE's error weights).
+    Mse(Vec<Vec<f32>>),
+}
+
+/// Adds `Σ x²` per column of `values` (`tokens` rows) to `energy`.
+fn add_energy(energy: &mut Vec<f32>, values: &[f32], tokens: usize) {
+    let width = values.len() / tokens.max(1);
+    energy.resize(width, 0.0);
+    for row in values.chunks_exact(width.max(1)) {
+        for (e, x) in energy.iter_mut().zip(row) {
+            *e += x * x;
+        }
+    }
 }
 
 /// Runs the whole pipeline; `progress(layer, layers)` is called after each layer.
@@ -220,6 +233,15 @@ pub fn quantize_sequential(
             return Err(CoreError::Invalid("calibration data is empty".into()))
         }
         (true, Some(c)) => Some(c),
+        // MSE weighs its error by the calibration inputs' energy when given some (dense
+        // models; MoE experts see only their routed tokens, so they keep the plain search).
+        (false, Some(c))
+            if matches!(cfg.method, Method::Mse(_))
+                && !c.samples.is_empty()
+                && source.config().moe.is_none() =>
+        {
+            Some(c)
+        }
         (false, _) => None,
     };
     if mcfg.shared_layers > 0 && calib.is_some() {
@@ -251,7 +273,7 @@ pub fn quantize_sequential(
         .collect();
     // Rounding that needs no calibration statistics (rtn, mse).
     let round = |w: &[f32], out: usize, inn: usize| match &cfg.method {
-        Method::Mse(m) => mse::quantize_mse(w, out, inn, wq, scale_dtype, m),
+        Method::Mse(m) => mse::quantize_mse(w, out, inn, wq, scale_dtype, m, None),
         _ => rtn::quantize_rtn(w, out, inn, wq, scale_dtype, None),
     };
     let method = cfg.method.name();
@@ -303,6 +325,7 @@ pub fn quantize_sequential(
         let mut stats = match &cfg.method {
             Method::Gptq(_) => TapStats::Gptq(vec![None; 4]),
             Method::Awq(_) => TapStats::Awq((0..4).map(|_| AwqStats::default()).collect()),
+            Method::Mse(_) => TapStats::Mse(vec![Vec::new(); 4]),
             _ => TapStats::None,
         };
         if !matches!(stats, TapStats::None) {
@@ -317,6 +340,7 @@ pub fn quantize_sequential(
                                 .add_batch(&values, tokens)?
                         }
                         TapStats::Awq(st) => st[t].add(&values, tokens, cfg.awq_max_tokens()),
+                        TapStats::Mse(e) if wanted[t] => add_energy(&mut e[t], &values, tokens),
                         _ => {}
                     }
                 }
@@ -378,6 +402,9 @@ pub fn quantize_sequential(
                 }
                 (Method::Awq(_), _) => {
                     rtn::quantize_rtn(&w, out, inn, wq, scale_dtype, clips[i].as_deref())
+                }
+                (Method::Mse(m), TapStats::Mse(e)) => {
+                    mse::quantize_mse(&w, out, inn, wq, scale_dtype, m, Some(&e[*tap]))
                 }
                 _ => round(&w, out, inn),
             };
