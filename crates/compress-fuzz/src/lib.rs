@@ -11,7 +11,9 @@
 #![warn(missing_docs)]
 
 pub mod alloc;
+pub mod failure;
 pub mod mutate;
+pub mod paths;
 pub mod runner;
 pub mod structured;
 pub mod targets;

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::alloc;
+pub use crate::failure::{save_failure, Failure};
+pub use crate::paths::workspace_root;
 use crate::targets::Target;
 
 /// Settings of one run.
@@ -42,37 +44,6 @@ impl RunConfig {
             failure_dir: workspace_root().join("target").join("fuzz-failures"),
             max_failure_files: 50,
             save_each: false,
-        }
-    }
-}
-
-/// The workspace root (two levels above this crate).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Why a case failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// It panicked with this message.
-    Panic(String),
-    /// Its largest single allocation exceeded the limit.
-    Alloc {
-        /// Bytes allocated at once.
-        bytes: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// It took longer than the time limit.
-    Slow(Duration),
-}
-
-impl Failure {
-    fn tag(&self) -> &'static str {
-        match self {
-            Failure::Panic(_) => "panic",
-            Failure::Alloc { .. } => "alloc",
-            Failure::Slow(_) => "slow",
         }
     }
 }
@@ -190,21 +161,6 @@ pub fn run_case(target: &mut dyn Target, input: &[u8], time_limit: Duration) -> 
         time,
         failure,
     }
-}
-
-fn fnv(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-/// Writes a failing input (and its message) under `dir`; returns the input's path.
-pub fn save_failure(dir: &Path, input: &[u8], failure: &Failure) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{}-{:016x}.bin", failure.tag(), fnv(input)));
-    std::fs::write(&path, input)?;
-    std::fs::write(path.with_extension("txt"), format!("{failure:?}\n"))?;
-    Ok(path)
 }
 
 /// Inputs being mutated: the seeds plus accepted mutants (bounded).

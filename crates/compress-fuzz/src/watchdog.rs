@@ -29,8 +29,8 @@ impl Watchdog {
             let now = origin.elapsed().as_millis() as u64;
             if s != IDLE && now.saturating_sub(s) > limit.as_millis() as u64 {
                 let input = current.lock().map(|c| c.clone()).unwrap_or_default();
-                let hang = crate::runner::Failure::Slow(Duration::from_millis(now - s));
-                let path = crate::runner::save_failure(&dir, &input, &hang);
+                let hang = crate::failure::Failure::Slow(Duration::from_millis(now - s));
+                let path = crate::failure::save_failure(&dir, &input, &hang);
                 eprintln!("fuzz: a case hangs ({hang:?}); input in {path:?}; aborting");
                 std::process::abort();
             }

@@ -143,7 +143,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Target>> {
 
 /// A file under the repo root.
 pub fn repo_path(rel: &str) -> PathBuf {
-    crate::runner::workspace_root().join(rel)
+    crate::paths::workspace_root().join(rel)
 }
 
 /// The bundled demo model dir (the one `recipes/quickstart.toml` uses).
