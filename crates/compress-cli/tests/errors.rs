@@ -432,3 +432,47 @@ fn inspect_checks_config_against_the_tensors_and_reads_the_tokenizer() {
         "an unreadable tokenizer.json is no tokenizer"
     );
 }
+
+#[test]
+fn hostile_tokenizer_files_are_refused_by_serve_and_eval_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = model_copy(tmp.path());
+    let ms = m.to_str().unwrap();
+    let ids = ids_file(tmp.path(), "[[1, 2, 3, 4, 5]]");
+    // The fuzzer's tokenizer inputs that must be refused (the others load, with padding and
+    // truncation dropped), and a file cut inside a decoder (the crate panicked on it).
+    let regressions =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../compress-fuzz/regressions/tokenizer");
+    let mut cases: Vec<(String, String)> = [
+        "precompiled-charsmap-claims-6.7GB.json",
+        "split-regex-17875-bytes-allocated-2MiB.json",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            f.to_string(),
+            std::fs::read_to_string(regressions.join(f)).unwrap(),
+        )
+    })
+    .collect();
+    let cut = r#"{"decoder": {"type": "Sequence", "decoders": [{"type": "#;
+    cases.push(("cut inside the decoder".into(), cut.into()));
+    for (name, text) in cases {
+        std::fs::write(m.join("tokenizer.json"), &text).unwrap();
+        let start = ["serve", "--model", ms, "--port", "0"];
+        let out = Command::new(env!("CARGO_BIN_EXE_compress"))
+            .args(start)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains("tokenizer.json") && !stderr.contains("panicked"),
+            "{name}: {stderr}"
+        );
+        fails_with(
+            &["eval", "--model", ms, "--data", ids.to_str().unwrap()],
+            "tokenizer.json",
+        );
+    }
+}

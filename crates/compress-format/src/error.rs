@@ -65,6 +65,14 @@ pub enum FormatError {
         /// What is wrong (names the tensor where one is involved).
         msg: String,
     },
+    /// A `tokenizer.json` that cannot be loaded safely.
+    #[error("{}: {msg}", path.display())]
+    Tokenizer {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// A GGUF file is corrupt or uses something this crate does not read.
     #[error("{}: invalid GGUF: {msg}", path.display())]
     Gguf {

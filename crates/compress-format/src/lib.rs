@@ -27,6 +27,7 @@ pub mod hf_names;
 pub mod npy;
 pub mod pack_quantized;
 pub mod safetensors;
+pub mod tokenizer_json;
 
 pub use crate::atomic::{copy_tokenizer_files, write_atomic, write_atomic_with};
 pub use crate::error::{FormatError, Result};

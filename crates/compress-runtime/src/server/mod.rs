@@ -37,7 +37,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::engine::{Engine, EngineConfig};
-use crate::error::{Result, RuntimeError};
+use crate::error::Result;
 use crate::loader::Model;
 pub use accept::serve;
 pub use engine_thread::EngineHandle;
@@ -251,10 +251,7 @@ pub fn state_with_limits(
 ) -> Result<Arc<AppState>> {
     let tok_path = model.dir.join("tokenizer.json");
     let tokenizer = match tok_path.is_file() {
-        true => Some(Arc::new(
-            tokenizers::Tokenizer::from_file(&tok_path)
-                .map_err(|e| RuntimeError::Invalid(format!("{}: {e}", tok_path.display())))?,
-        )),
+        true => Some(Arc::new(compress_format::tokenizer_json::load(&tok_path)?)),
         false => None,
     };
     let chat_template = template::ChatTemplate::load(&model.dir, config.chat_template.as_deref())?;
