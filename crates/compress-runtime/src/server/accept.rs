@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::{error, router, AppState};
+use super::{error, note, router, AppState};
 
 /// Longest life of a connection refused for being over the limit.
 const REFUSED_CONNECTION_LIFE: Duration = Duration::from_secs(1);
@@ -40,7 +40,7 @@ pub async fn serve(
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
-                    eprintln!("compress serve: accept failed: {e}");
+                    note(format_args!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -66,10 +66,10 @@ pub async fn serve(
         .is_err()
     {
         let left = limits.max_connections - open.available_permits();
-        eprintln!(
-            "compress serve: {left} connection(s) still busy after the {} s shutdown timeout; dropping them",
+        note(format_args!(
+            "{left} connection(s) still busy after the {} s shutdown timeout; dropping them",
             limits.shutdown_timeout.as_secs_f64()
-        );
+        ));
     }
     Ok(())
 }

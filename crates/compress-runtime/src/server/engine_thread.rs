@@ -174,7 +174,7 @@ fn run(engine: &mut Engine, rx: &Receiver<Cmd>, snap: &Mutex<Snapshot>) {
         }
         if engine.has_work() {
             if let Err(e) = engine.step() {
-                eprintln!("compress serve: engine step failed: {e}");
+                super::note(format_args!("engine step failed: {e}"));
                 return;
             }
         }

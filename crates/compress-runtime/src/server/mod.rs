@@ -118,6 +118,13 @@ pub struct AppState {
     pub limits: Limits,
 }
 
+/// A line on stderr; unlike `eprintln!` it does not panic when stderr is closed (a server
+/// started by a process that stopped reading its output must still shut down cleanly).
+pub(crate) fn note(msg: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "compress serve: {msg}");
+}
+
 /// The routes over `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     let max = state.config.max_body_bytes;
