@@ -15,7 +15,7 @@
 //!
 //! In the 32-weight types weight `j < 16` takes the low nibble of `qs[j]` (and bit `j` of `qh`),
 //! weight `j + 16` the high nibble (and bit `j + 12` of `qh`, shifted to 0x10). Q4_K/Q5_K pack
-//! eight 6-bit (scale, min) pairs into 12 bytes ([`scale_min_k4`]).
+//! eight 6-bit (scale, min) pairs into 12 bytes (`scale_min_k4`, ggml's `get_scale_min_k4`).
 
 use half::{bf16, f16};
 

@@ -88,7 +88,7 @@ fn pre_tokenizer_name(path: &Path, pre: &Json) -> Result<&'static str> {
 }
 
 /// The `pre_tokenizer` JSON for llama.cpp's pre-tokenizer `name` (the inverse of
-/// [`pre_tokenizer_name`], plus names llama.cpp gives the same splits), or `None` for a name not
+/// `pre_tokenizer_name`, plus names llama.cpp gives the same splits), or `None` for a name not
 /// known here; no name or `default` is GPT-2's.
 pub fn pre_tokenizer_json(name: Option<&str>) -> Option<Json> {
     let split = |regex: &str| {

@@ -1,12 +1,12 @@
 //! The accept loop: hyper's HTTP/1 connections run here rather than through `axum::serve`, which
 //! has no read timeouts, no connection limit and no shutdown deadline.
 //!
-//! - Each connection has a header read timeout ([`Limits::read_timeout`]); hyper starts it
+//! - Each connection has a header read timeout ([`super::Limits::read_timeout`]); hyper starts it
 //!   whenever it waits for a request's headers, so idle connections (new or kept alive) close.
-//! - At most [`Limits::max_connections`] are open; one more is answered 503 with `Retry-After`
+//! - At most [`super::Limits::max_connections`] are open; one more is answered 503 with `Retry-After`
 //!   and closed (within a second, so a flood of them holds nothing for long).
 //! - On shutdown the listener closes, idle connections close, and in-flight requests have
-//!   [`Limits::shutdown_timeout`] to finish before their connections are dropped.
+//!   [`super::Limits::shutdown_timeout`] to finish before their connections are dropped.
 
 use std::convert::Infallible;
 use std::sync::Arc;
