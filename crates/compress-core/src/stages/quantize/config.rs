@@ -27,7 +27,8 @@ pub mod defaults {
     /// GPTQ dampening, as a fraction of the Hessian diagonal's mean.
     pub const DAMPENING: f64 = 0.01;
     /// GPTQ's column order by default: static act-order (as llm-compressor's default); on the
-    /// real SmolLM2-135M it lowers int4 g64 KL by a third at no cost in format compatibility.
+    /// real SmolLM2-135M it lowers int4 g64 KL by 30% (0.264 to 0.186), and static groups need no
+    /// `g_idx`, so loaders see the usual format.
     pub const ACT_ORDER: bool = true;
     /// QAT optimizer steps.
     pub const QAT_STEPS: usize = 100;
