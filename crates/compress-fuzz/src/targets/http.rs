@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use compress_runtime::engine::EngineConfig;
 use compress_runtime::loader::Model;
-use compress_runtime::server::chat::{chat_prompt, ChatBody};
-use compress_runtime::server::completions::{encode, CompletionBody, Prompt};
 use compress_runtime::server::error::ApiError;
-use compress_runtime::server::params::{parse, plan, Plan};
+use compress_runtime::server::params::Plan;
+use compress_runtime::server::{chat, completions};
 use compress_runtime::server::{state, AppState, ServerConfig};
 
 use super::{demo_model, Kind, Target};
@@ -19,19 +18,6 @@ use super::{demo_model, Kind, Target};
 pub struct HttpTarget {
     state: Arc<AppState>,
 }
-
-const COMPLETION_FIELDS: &[&str] = &["prompt", "logprobs", "echo", "best_of", "suffix"];
-const CHAT_FIELDS: &[&str] = &[
-    "messages",
-    "logprobs",
-    "top_logprobs",
-    "max_completion_tokens",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "add_generation_prompt",
-];
 
 impl HttpTarget {
     /// Loads the demo model and starts its engine (64 KV blocks).
@@ -55,58 +41,12 @@ impl Default for HttpTarget {
     }
 }
 
-/// `/v1/completions` up to the engine (the handler's steps, in its order).
-fn completions(state: &AppState, body: &[u8]) -> Result<(), ApiError> {
-    let (req, common) = parse::<CompletionBody>(body, COMPLETION_FIELDS)?;
-    if req.echo == Some(true) || req.suffix.is_some() {
-        return Err(ApiError::bad("echo/suffix"));
-    }
-    let logprobs = match req.logprobs {
-        Some(k) if k < 0 => return Err(ApiError::bad("logprobs")),
-        k => k.map(|k| k as usize),
-    };
-    let plan = plan(state, &common, logprobs)?;
-    if req.best_of.is_some_and(|b| b != plan.request.n as i64) {
-        return Err(ApiError::bad("best_of"));
-    }
-    let prompts = match req.prompt {
-        Prompt::Text(t) => vec![encode(state, "prompt", &t)?],
-        Prompt::Ids(ids) => vec![ids],
-        Prompt::Texts(ts) => ts
-            .iter()
-            .map(|t| encode(state, "prompt", t))
-            .collect::<Result<_, _>>()?,
-        Prompt::IdLists(l) => l,
-    };
-    requests(state, &plan, prompts)
-}
-
+/// The endpoint's own checks, then the engine's for each prompt (`Plan::request_for`).
 fn requests(state: &AppState, plan: &Plan, prompts: Vec<Vec<u32>>) -> Result<(), ApiError> {
-    if prompts.is_empty() {
-        return Err(ApiError::bad("prompt: an empty list"));
-    }
     for p in prompts {
         plan.request_for(state, p)?;
     }
     Ok(())
-}
-
-/// `/v1/chat/completions` up to the engine.
-fn chat(state: &AppState, body: &[u8]) -> Result<(), ApiError> {
-    let (req, mut common) = parse::<ChatBody>(body, CHAT_FIELDS)?;
-    if let Some(m) = req.max_completion_tokens {
-        common.max_tokens = Some(m);
-    }
-    let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
-        (_, Some(k)) if k < 0 => return Err(ApiError::bad("top_logprobs")),
-        (false, Some(_)) => return Err(ApiError::bad("top_logprobs")),
-        (true, k) => Some(k.unwrap_or(0) as usize),
-        (false, None) => None,
-    };
-    let plan = plan(state, &common, logprobs)?;
-    let add = req.add_generation_prompt.unwrap_or(true);
-    let prompt = chat_prompt(state, req.messages, add)?;
-    requests(state, &plan, vec![prompt])
 }
 
 impl Target for HttpTarget {
@@ -137,8 +77,12 @@ impl Target for HttpTarget {
     }
 
     fn run_one(&mut self, input: &[u8]) -> bool {
-        let a = completions(&self.state, input).is_ok();
-        let b = chat(&self.state, input).is_ok();
+        let a = completions::check(&self.state, input)
+            .and_then(|(plan, prompts)| requests(&self.state, &plan, prompts))
+            .is_ok();
+        let b = chat::check(&self.state, input)
+            .and_then(|(plan, prompt)| requests(&self.state, &plan, vec![prompt]))
+            .is_ok();
         a || b
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::completions::encode;
 use super::error::{read_body, ApiError};
-use super::params::{parse, plan};
+use super::params::{parse, plan, Plan};
 use super::respond::{respond, Endpoint};
 use super::template::Message;
 use super::AppState;
@@ -127,49 +127,51 @@ pub fn chat_prompt(
     encode(state, "messages", &text)
 }
 
+/// Every check of a `/v1/chat/completions` body before anything is queued: the parsed
+/// request's plan and its rendered prompt as ids (the fuzzer calls this too).
+pub fn check(state: &AppState, body: &[u8]) -> Result<(Plan, Vec<u32>), ApiError> {
+    let (req, mut common) = parse::<ChatBody>(body, OWN_FIELDS)?;
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ApiError::bad("tools: not supported"));
+    }
+    if req.tool_choice.as_ref().is_some_and(|c| c != "none") {
+        return Err(ApiError::bad("tool_choice: only \"none\" is supported"));
+    }
+    if let Some(f) = &req.response_format {
+        if f["type"] != "text" {
+            return Err(ApiError::bad(format!(
+                "response_format: only {{\"type\": \"text\"}} is supported, got {f}"
+            )));
+        }
+    }
+    if let Some(m) = req.max_completion_tokens {
+        if common.max_tokens.is_some_and(|t| t != m) {
+            return Err(ApiError::bad(
+                "max_tokens and max_completion_tokens: give one (or equal values)",
+            ));
+        }
+        common.max_tokens = Some(m);
+    }
+    let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+        (_, Some(k)) if k < 0 => {
+            return Err(ApiError::bad(format!("top_logprobs: must be ≥ 0, got {k}")))
+        }
+        (false, Some(_)) => return Err(ApiError::bad("top_logprobs: needs logprobs: true")),
+        (true, k) => Some(k.unwrap_or(0) as usize),
+        (false, None) => None,
+    };
+    let plan = plan(state, &common, logprobs)?;
+    let add = req.add_generation_prompt.unwrap_or(true);
+    let prompt = chat_prompt(state, req.messages, add)?;
+    Ok((plan, prompt))
+}
+
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let run = async {
-        let body = read_body(body)?;
-        let (req, mut common) = parse::<ChatBody>(&body, OWN_FIELDS)?;
-        if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::bad("tools: not supported"));
-        }
-        if req.tool_choice.as_ref().is_some_and(|c| c != "none") {
-            return Err(ApiError::bad("tool_choice: only \"none\" is supported"));
-        }
-        if let Some(f) = &req.response_format {
-            if f["type"] != "text" {
-                return Err(ApiError::bad(format!(
-                    "response_format: only {{\"type\": \"text\"}} is supported, got {f}"
-                )));
-            }
-        }
-        if let Some(m) = req.max_completion_tokens {
-            if common.max_tokens.is_some_and(|t| t != m) {
-                return Err(ApiError::bad(
-                    "max_tokens and max_completion_tokens: give one (or equal values)",
-                ));
-            }
-            common.max_tokens = Some(m);
-        }
-        let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
-            (_, Some(k)) if k < 0 => {
-                return Err(ApiError::bad(format!("top_logprobs: must be ≥ 0, got {k}")))
-            }
-            (false, Some(_)) => return Err(ApiError::bad("top_logprobs: needs logprobs: true")),
-            (true, k) => Some(k.unwrap_or(0) as usize),
-            (false, None) => None,
-        };
-        let plan = plan(&state, &common, logprobs)?;
-        let add = req.add_generation_prompt.unwrap_or(true);
-        let prompt = chat_prompt(&state, req.messages, add)?;
-        Ok((plan, prompt))
-    };
-    match run.await {
+    match read_body(body).and_then(|body| check(&state, &body)) {
         Ok((plan, prompt)) => respond(state, Endpoint::Chat, plan, vec![prompt]).await,
         Err(e) => e.into_response(),
     }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::{read_body, ApiError};
-use super::params::{parse, plan};
+use super::params::{parse, plan, Plan};
 use super::respond::{respond, Endpoint};
 use super::AppState;
 
@@ -75,34 +75,34 @@ fn prompts(state: &AppState, p: Prompt) -> Result<Vec<Vec<u32>>, ApiError> {
     Ok(list)
 }
 
+/// Every check of a `/v1/completions` body before anything is queued: the parsed request's
+/// plan and its prompts as ids (the fuzzer calls this too).
+pub fn check(state: &AppState, body: &[u8]) -> Result<(Plan, Vec<Vec<u32>>), ApiError> {
+    let (req, common) = parse::<CompletionBody>(body, OWN_FIELDS)?;
+    if req.echo == Some(true) {
+        return Err(ApiError::bad("echo: not supported"));
+    }
+    if req.suffix.is_some() {
+        return Err(ApiError::bad("suffix: not supported"));
+    }
+    let logprobs = match req.logprobs {
+        Some(k) if k < 0 => return Err(ApiError::bad(format!("logprobs: must be ≥ 0, got {k}"))),
+        k => k.map(|k| k as usize),
+    };
+    let plan = plan(state, &common, logprobs)?;
+    if req.best_of.is_some_and(|b| b != plan.request.n as i64) {
+        return Err(ApiError::bad("best_of: only equal to n is supported"));
+    }
+    let prompts = prompts(state, req.prompt)?;
+    Ok((plan, prompts))
+}
+
 /// `POST /v1/completions`.
 pub async fn completions(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let run = async {
-        let body = read_body(body)?;
-        let (req, common) = parse::<CompletionBody>(&body, OWN_FIELDS)?;
-        if req.echo == Some(true) {
-            return Err(ApiError::bad("echo: not supported"));
-        }
-        if req.suffix.is_some() {
-            return Err(ApiError::bad("suffix: not supported"));
-        }
-        let logprobs = match req.logprobs {
-            Some(k) if k < 0 => {
-                return Err(ApiError::bad(format!("logprobs: must be ≥ 0, got {k}")))
-            }
-            k => k.map(|k| k as usize),
-        };
-        let plan = plan(&state, &common, logprobs)?;
-        if req.best_of.is_some_and(|b| b != plan.request.n as i64) {
-            return Err(ApiError::bad("best_of: only equal to n is supported"));
-        }
-        let prompts = prompts(&state, req.prompt)?;
-        Ok((plan, prompts))
-    };
-    match run.await {
+    match read_body(body).and_then(|body| check(&state, &body)) {
         Ok((plan, prompts)) => respond(state, Endpoint::Completions, plan, prompts).await,
         Err(e) => e.into_response(),
     }
