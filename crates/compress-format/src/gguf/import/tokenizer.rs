@@ -37,30 +37,32 @@ pub(crate) struct Rebuilt {
     pub warning: Option<String>,
 }
 
-fn strings<'a>(file: &'a GgufFile, key: &str) -> Result<Option<Vec<&'a str>>> {
+/// The array `key` with every element read by `item` (`None` when the key is absent); an
+/// element `item` refuses is an error naming the key and what was `expected`.
+fn array<'a, T>(
+    file: &'a GgufFile,
+    key: &str,
+    expected: &str,
+    item: impl Fn(&'a Value) -> Option<T>,
+) -> Result<Option<Vec<T>>> {
     let Some(v) = file.get(key) else {
         return Ok(None);
     };
-    let bad = || FormatError::invalid(file.path(), key, "expected an array of strings");
+    let bad = || FormatError::invalid(file.path(), key, format!("expected an array of {expected}"));
     let items = v.as_array().ok_or_else(bad)?;
     items
         .iter()
-        .map(|s| s.as_str().ok_or_else(bad))
+        .map(|s| item(s).ok_or_else(bad))
         .collect::<Result<Vec<_>>>()
         .map(Some)
 }
 
+fn strings<'a>(file: &'a GgufFile, key: &str) -> Result<Option<Vec<&'a str>>> {
+    array(file, key, "strings", Value::as_str)
+}
+
 fn numbers(file: &GgufFile, key: &str) -> Result<Option<Vec<f64>>> {
-    let Some(v) = file.get(key) else {
-        return Ok(None);
-    };
-    let bad = || FormatError::invalid(file.path(), key, "expected an array of numbers");
-    let items = v.as_array().ok_or_else(bad)?;
-    items
-        .iter()
-        .map(|s| s.as_number().ok_or_else(bad))
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
+    array(file, key, "numbers", Value::as_number)
 }
 
 fn flag(file: &GgufFile, key: &str) -> Option<bool> {
